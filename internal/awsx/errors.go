@@ -1,0 +1,215 @@
+package awsx
+
+import (
+	"errors"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	orgtypes "github.com/aws/aws-sdk-go-v2/service/organizations/types"
+	"github.com/aws/smithy-go"
+)
+
+// ErrorCode returns the AWS error code of err, or "" when err did not come
+// from an AWS API.
+func ErrorCode(err error) string {
+	var apiErr smithy.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.ErrorCode()
+	}
+	return ""
+}
+
+// codes is the one table mapping AWS error codes to the classes silo acts on.
+// Codes are listed per class across services; a code belongs to one class.
+var codes = map[string]Class{
+	// throttling: back off and retry later.
+	"Throttling":                             Throttled,
+	"ThrottlingException":                    Throttled,
+	"ThrottledException":                     Throttled,
+	"TooManyRequestsException":               Throttled,
+	"RequestLimitExceeded":                   Throttled,
+	"RequestThrottled":                       Throttled,
+	"RequestThrottledException":              Throttled,
+	"ProvisionedThroughputExceededException": Throttled,
+	"SlowDown":                               Throttled,
+	"PriorRequestNotComplete":                Throttled,
+
+	// not found
+	"ResourceNotFoundException":            NotFound,
+	"NoSuchEntity":                         NotFound,
+	"NoSuchBucket":                         NotFound,
+	"NoSuchKey":                            NotFound,
+	"NotFoundException":                    NotFound,
+	"NotFound":                             NotFound,
+	"AccountNotFoundException":             NotFound,
+	"OrganizationalUnitNotFoundException":  NotFound,
+	"PolicyNotFoundException":              NotFound,
+	"CreateAccountStatusNotFoundException": NotFound,
+	"StackSetNotFoundException":            NotFound,
+	"StackInstanceNotFoundException":       NotFound,
+	"OperationNotFoundException":           NotFound,
+	"ParameterNotFound":                    NotFound,
+	"TableNotFoundException":               NotFound,
+	"AWSOrganizationsNotInUseException":    NotFound,
+
+	// already exists
+	"ResourceInUseException":               AlreadyExists, // DynamoDB CreateTable on an existing table
+	"EntityAlreadyExists":                  AlreadyExists,
+	"BucketAlreadyOwnedByYou":              AlreadyExists,
+	"BucketAlreadyExists":                  AlreadyExists,
+	"AlreadyExistsException":               AlreadyExists,
+	"NameAlreadyExistsException":           AlreadyExists,
+	"ResourceExistsException":              AlreadyExists,
+	"DuplicateOrganizationalUnitException": AlreadyExists,
+	"DuplicatePolicyException":             AlreadyExists,
+	"DuplicatePolicyAttachmentException":   AlreadyExists,
+	"DuplicateAccountException":            AlreadyExists,
+	"AlreadyInOrganizationException":       AlreadyExists,
+	"ResourceConflictException":            AlreadyExists,
+
+	// conflict: someone else changed the thing first, or an operation is running.
+	"ConditionalCheckFailedException":   Conflict,
+	"TransactionConflictException":      Conflict,
+	"TransactionCanceledException":      Conflict,
+	"ConcurrentModificationException":   Conflict,
+	"OperationInProgressException":      Conflict,
+	"StaleRequestException":             Conflict,
+	"OperationIdAlreadyExistsException": Conflict,
+
+	// access denied
+	"AccessDenied":                       AccessDenied,
+	"AccessDeniedException":              AccessDenied,
+	"UnauthorizedOperation":              AccessDenied,
+	"UnrecognizedClientException":        AccessDenied,
+	"InvalidClientTokenId":               AccessDenied,
+	"AuthFailure":                        AccessDenied,
+	"ExpiredToken":                       AccessDenied,
+	"ExpiredTokenException":              AccessDenied,
+	"AccessDeniedForDependencyException": AccessDenied,
+
+	// invalid input: a bug or bad data, retrying will not help.
+	"ValidationException":              Invalid,
+	"ValidationError":                  Invalid,
+	"InvalidParameterException":        Invalid,
+	"InvalidParameterValue":            Invalid,
+	"InvalidInputException":            Invalid,
+	"ConstraintViolationException":     Invalid,
+	"MalformedPolicyDocumentException": Invalid,
+
+	// quota: an account-level limit; wait for capacity, do not hammer.
+	"ServiceQuotaExceededException": Quota,
+	"QuotaExceededException":        Quota,
+	"LimitExceededException":        Quota, // CloudFormation: too many stack sets, stacks, operations
+}
+
+// Class is a coarse category of AWS errors that callers branch on.
+type Class int
+
+// The classes silo distinguishes.
+const (
+	Other Class = iota
+	Throttled
+	NotFound
+	AlreadyExists
+	Conflict
+	AccessDenied
+	Invalid
+	Quota
+)
+
+func (c Class) String() string {
+	switch c {
+	case Throttled:
+		return "throttled"
+	case NotFound:
+		return "not found"
+	case AlreadyExists:
+		return "already exists"
+	case Conflict:
+		return "conflict"
+	case AccessDenied:
+		return "access denied"
+	case Invalid:
+		return "invalid"
+	case Quota:
+		return "quota"
+	}
+	return "other"
+}
+
+// Classify returns err's class; Other for nil and for non-AWS errors.
+func Classify(err error) Class {
+	if err == nil {
+		return Other
+	}
+	code := ErrorCode(err)
+	// Organizations reports its quotas (accounts per organization, closures
+	// per 30 days, ...) as a constraint violation with a *_LIMIT_EXCEEDED
+	// reason; other constraint violations are bad input.
+	var cv *orgtypes.ConstraintViolationException
+	if errors.As(err, &cv) && strings.Contains(string(cv.Reason), "LIMIT_EXCEEDED") {
+		return Quota
+	}
+	if c, ok := codes[code]; ok {
+		return c
+	}
+	// Fall back on the SDK's own throttle list and naming patterns for codes
+	// the table does not know yet.
+	if code != "" && retry.IsErrorThrottles(retry.DefaultThrottles).IsErrorThrottle(err).Bool() {
+		return Throttled
+	}
+	if strings.HasSuffix(code, "NotFoundException") || strings.HasPrefix(code, "NoSuch") {
+		return NotFound
+	}
+	if strings.HasSuffix(code, "AlreadyExistsException") {
+		return AlreadyExists
+	}
+	return Other
+}
+
+// IsThrottled reports whether err is AWS throttling or a rate limit.
+func IsThrottled(err error) bool { return Classify(err) == Throttled }
+
+// IsNotFound reports whether err says the resource does not exist.
+func IsNotFound(err error) bool { return Classify(err) == NotFound }
+
+// IsAlreadyExists reports whether err says the resource exists already.
+func IsAlreadyExists(err error) bool { return Classify(err) == AlreadyExists }
+
+// IsConflict reports whether err is a failed condition or a concurrent change.
+func IsConflict(err error) bool { return Classify(err) == Conflict }
+
+// IsConditionFailed reports whether err is a DynamoDB condition that did not
+// hold (a single-item conditional write). Transactions report through
+// TransactionReasons instead.
+func IsConditionFailed(err error) bool {
+	return ErrorCode(err) == "ConditionalCheckFailedException"
+}
+
+// IsAccessDenied reports whether err is a refusal by IAM or STS.
+func IsAccessDenied(err error) bool { return Classify(err) == AccessDenied }
+
+// IsInvalid reports whether AWS rejected the request's input.
+func IsInvalid(err error) bool { return Classify(err) == Invalid }
+
+// IsQuota reports whether err is an account-level quota.
+func IsQuota(err error) bool { return Classify(err) == Quota }
+
+// TransactionReasons returns the per-item cancellation codes of a cancelled
+// DynamoDB transaction, in the order of its items ("None" for an item that
+// was fine, "ConditionalCheckFailed" for a failed condition), or nil when err
+// is not a cancelled transaction.
+func TransactionReasons(err error) []string {
+	var tce *ddbtypes.TransactionCanceledException
+	if !errors.As(err, &tce) {
+		return nil
+	}
+	out := make([]string, len(tce.CancellationReasons))
+	for i, r := range tce.CancellationReasons {
+		if r.Code != nil {
+			out[i] = *r.Code
+		}
+	}
+	return out
+}
