@@ -16,6 +16,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"strconv"
@@ -35,8 +36,15 @@ var ErrNotInstalled = errors.New("the local AWS emulator (" + Command + ") is no
 
 // Emulator is a running moto_server.
 type Emulator struct {
-	// Endpoint is the base URL every AWS client points at.
+	// Endpoint is the base URL every AWS client points at: the Proxy in
+	// front of moto.
 	Endpoint string
+	// MotoEndpoint is moto's own URL, for its control API only.
+	MotoEndpoint string
+	// Proxy is what serves Endpoint.
+	Proxy *Proxy
+
+	server *http.Server
 
 	cmd     *exec.Cmd
 	done    chan struct{}
@@ -74,9 +82,9 @@ func start(ctx context.Context, path string, logs io.Writer) (*Emulator, error) 
 		return nil, fmt.Errorf("find a free port for the emulator: %w", err)
 	}
 	e := &Emulator{
-		Endpoint: "http://127.0.0.1:" + strconv.Itoa(port),
-		done:     make(chan struct{}),
-		output:   &tailBuffer{max: 8 << 10},
+		MotoEndpoint: "http://127.0.0.1:" + strconv.Itoa(port),
+		done:         make(chan struct{}),
+		output:       &tailBuffer{max: 8 << 10},
 	}
 	// Not exec.CommandContext: the emulator outlives the start-up ctx and is
 	// stopped by Stop (or by the kernel when this process dies).
@@ -104,7 +112,28 @@ func start(ctx context.Context, path string, logs io.Writer) (*Emulator, error) 
 		e.Stop()
 		return nil, err
 	}
+	if err := e.serveProxy(); err != nil {
+		e.Stop()
+		return nil, err
+	}
 	return e, nil
+}
+
+// serveProxy puts the Proxy in front of moto on its own loopback port.
+func (e *Emulator) serveProxy() error {
+	target, err := url.Parse(e.MotoEndpoint)
+	if err != nil {
+		return err
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("listen for the emulator proxy: %w", err)
+	}
+	e.Proxy = NewProxy(target)
+	e.server = &http.Server{Handler: e.Proxy, ReadHeaderTimeout: 10 * time.Second}
+	e.Endpoint = "http://" + l.Addr().String()
+	go func() { _ = e.server.Serve(l) }() // ends when Stop closes the server
+	return nil
 }
 
 func (e *Emulator) waitReady(ctx context.Context, limit time.Duration) error {
@@ -113,7 +142,7 @@ func (e *Emulator) waitReady(ctx context.Context, limit time.Duration) error {
 	client := &http.Client{Timeout: time.Second}
 	delay := 20 * time.Millisecond
 	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.Endpoint+"/moto-api/data.json", nil)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.MotoEndpoint+"/moto-api/data.json", nil)
 		if resp, err := client.Do(req); err == nil {
 			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
@@ -125,7 +154,7 @@ func (e *Emulator) waitReady(ctx context.Context, limit time.Duration) error {
 		case <-e.done:
 			return fmt.Errorf("%s exited before answering (%v); its output:\n%s", Command, e.waitErr, e.output.String())
 		case <-ctx.Done():
-			return fmt.Errorf("%s did not answer at %s: %w; its output:\n%s", Command, e.Endpoint, ctx.Err(), e.output.String())
+			return fmt.Errorf("%s did not answer at %s: %w; its output:\n%s", Command, e.MotoEndpoint, ctx.Err(), e.output.String())
 		case <-time.After(delay):
 		}
 		delay = min(delay*2, 200*time.Millisecond)
@@ -136,6 +165,9 @@ func (e *Emulator) waitReady(ctx context.Context, limit time.Duration) error {
 // more than once.
 func (e *Emulator) Stop() {
 	e.stop.Do(func() {
+		if e.server != nil {
+			_ = e.server.Close()
+		}
 		if e.cmd == nil || e.cmd.Process == nil {
 			return
 		}

@@ -151,7 +151,7 @@ func (e *Emulator) EnforceIAM(ctx context.Context) error {
 func (e *Emulator) post(ctx context.Context, path, ctype, body string) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.Endpoint+path, strings.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.MotoEndpoint+path, strings.NewReader(body))
 	if err != nil {
 		return err
 	}
