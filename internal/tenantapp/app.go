@@ -152,11 +152,10 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 		return jsonError(err)
 	}
 	// A second value (or garbage) after the first is a malformed body.
-	if err := dec.Decode(&struct{}{}); err == nil || !isEOF(err) {
-		if err != nil {
-			if ae := jsonError(err); ae.status == http.StatusRequestEntityTooLarge {
-				return ae
-			}
+	if err := dec.Decode(&struct{}{}); !isEOF(err) {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return tooLarge()
 		}
 		return badRequest("body must be a single JSON object")
 	}

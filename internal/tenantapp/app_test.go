@@ -169,6 +169,7 @@ func TestRequestErrors(t *testing.T) {
 		{name: "data not object", method: "POST", path: "/items", body: map[string]any{"name": "a", "data": []int{1}}, wantStatus: 400, wantCode: "bad_request"},
 		{name: "bad base64", method: "POST", path: "/items", body: map[string]any{"name": "a", "attachment": "%%%"}, wantStatus: 400, wantCode: "bad_request"},
 		{name: "body over 1 MiB", method: "POST", path: "/items", body: big, wantStatus: 413, wantCode: "too_large"},
+		{name: "chunked body over 1 MiB", method: "POST", path: "/items", body: chunked(big), wantStatus: 413, wantCode: "too_large"},
 		{name: "bad limit", method: "GET", path: "/items?limit=0", wantStatus: 400, wantCode: "bad_request"},
 		{name: "limit too big", method: "GET", path: "/items?limit=101", wantStatus: 400, wantCode: "bad_request"},
 		{name: "malformed id", method: "GET", path: "/items/..%2f..", wantStatus: 404, wantCode: "not_found"},

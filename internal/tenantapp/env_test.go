@@ -153,6 +153,9 @@ func (e *tenantEnv) token(t *testing.T) string {
 	return tok
 }
 
+// chunked is a request body sent without a Content-Length.
+type chunked []byte
+
 type response struct {
 	status int
 	header http.Header
@@ -188,6 +191,9 @@ func (e *tenantEnv) do(t *testing.T, method, path, token string, body any) respo
 	case nil:
 	case []byte:
 		rd = bytes.NewReader(b)
+	case chunked:
+		// A reader of unknown length: sent chunked, without Content-Length.
+		rd = io.MultiReader(bytes.NewReader(b))
 	default:
 		buf, err := json.Marshal(b)
 		if err != nil {
