@@ -10,8 +10,18 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z]+:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-build: ## build the silo CLI into bin/
+# Every lambdas/<fn> with a main.go becomes dist/lambda/<fn>.zip (bootstrap inside).
+LAMBDAS   := $(patsubst lambdas/%/main.go,%,$(wildcard lambdas/*/main.go))
+LAMBDADIR := dist/lambda
+
+build: ## build the silo CLI into bin/ and every lambdas/<fn> into dist/lambda/<fn>.zip
 	$(GO) build -o bin/silo ./cmd/silo
+	@for fn in $(LAMBDAS); do \
+	  echo "lambda $$fn -> $(LAMBDADIR)/$$fn.zip"; \
+	  GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -tags lambda.norpc -trimpath \
+	    -o $(LAMBDADIR)/$$fn/bootstrap ./lambdas/$$fn || exit 1; \
+	  $(GO) run ./internal/lambdazip/cmd/lambdazip $(LAMBDADIR)/$$fn/bootstrap $(LAMBDADIR)/$$fn.zip || exit 1; \
+	done
 
 test: lint ## run every test: unit, fuzz seed corpora, contract, CDK and e2e against the emulator
 	$(GO) test -count=1 -timeout 25m $(GOTESTFLAGS) ./...
@@ -27,5 +37,5 @@ demo: ## run the platform locally (DEMO_EXIT=1 ends after the summary)
 bench: ## run the benchmarks and print their tables
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
-synth: ## synthesize the CloudFormation templates
-	@echo "no templates yet"
+synth: build ## synthesize both templates into cdk.out/ and refresh stacksets/tenantapp.template.json
+	$(GO) run ./cmd/silo synth --out cdk.out --code-dir $(LAMBDADIR) --commit stacksets/tenantapp.template.json

@@ -1,0 +1,216 @@
+// Package controlplane defines the management-account stack: the tenant
+// registry table, the artifact bucket the organization reads releases from,
+// the api, reconciler and prober functions with their triggers, the
+// silo-events bus and the alarms. It is deployed with `cdk deploy` (see
+// cdk.json), so it uses the default synthesizer and file assets.
+package controlplane
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsapigateway"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatch"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsdynamodb"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsevents"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awseventstargets"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslambdaeventsources"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslogs"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awss3"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awssqs"
+	"github.com/aws/constructs-go/constructs/v10"
+	"github.com/aws/jsii-runtime-go"
+
+	"github.com/silo-saas/silo/registry"
+)
+
+// StackName is the stack's name.
+const StackName = "SiloControlPlane"
+
+// EventBusName is the bus tenant lifecycle and health events go to.
+const EventBusName = "silo-events"
+
+// Functions are the control-plane Lambdas; each is built from
+// lambdas/<name> into <CodeDir>/<name>.zip by `make build`.
+var Functions = []string{"api", "reconciler", "prober"}
+
+// DefaultCodeDir is where `make build` writes the Lambda zips.
+const DefaultCodeDir = "dist/lambda"
+
+// Props configure the stack.
+type Props struct {
+	// CodeDir holds <function>.zip for every name in Functions.
+	CodeDir string
+	// Env pins account and region; empty for an environment-agnostic stack.
+	Env *awscdk.Environment
+}
+
+// CheckCode reports which zips are missing from dir, before CDK fails with
+// a less helpful message.
+func CheckCode(dir string) error {
+	for _, fn := range Functions {
+		if _, err := os.Stat(filepath.Join(dir, fn+".zip")); err != nil {
+			return fmt.Errorf("lambda code %s: %w (run `make build`)", fn, err)
+		}
+	}
+	return nil
+}
+
+// NewStack adds the control-plane stack to scope.
+func NewStack(scope constructs.Construct, id string, p Props) awscdk.Stack {
+	stack := awscdk.NewStack(scope, jsii.String(id), &awscdk.StackProps{
+		Env:         p.Env,
+		Description: jsii.String("silo control plane (management account)"),
+	})
+	orgID := awscdk.NewCfnParameter(stack, jsii.String("OrganizationId"), &awscdk.CfnParameterProps{
+		Type:           jsii.String("String"),
+		Description:    jsii.String("AWS Organizations id (o-...) whose accounts may read release artifacts"),
+		AllowedPattern: jsii.String("^o-[a-z0-9]{10,32}$"),
+	}).ValueAsString()
+
+	// The registry: built from the one schema the Go code uses. RETAIN and
+	// deletion protection: it is the source of truth for every tenant.
+	s := registry.Schema()
+	table := awsdynamodb.NewTable(stack, jsii.String("Registry"), &awsdynamodb.TableProps{
+		TableName:           jsii.String(registry.DefaultTable),
+		PartitionKey:        &awsdynamodb.Attribute{Name: jsii.String(s.PartitionKey), Type: awsdynamodb.AttributeType_STRING},
+		SortKey:             &awsdynamodb.Attribute{Name: jsii.String(s.SortKey), Type: awsdynamodb.AttributeType_STRING},
+		BillingMode:         awsdynamodb.BillingMode_PAY_PER_REQUEST,
+		Stream:              awsdynamodb.StreamViewType_NEW_AND_OLD_IMAGES,
+		TimeToLiveAttribute: jsii.String(s.TTLAttribute),
+		DeletionProtection:  jsii.Bool(true),
+		Encryption:          awsdynamodb.TableEncryption_AWS_MANAGED,
+		PointInTimeRecoverySpecification: &awsdynamodb.PointInTimeRecoverySpecification{
+			PointInTimeRecoveryEnabled: jsii.Bool(true),
+		},
+		RemovalPolicy: awscdk.RemovalPolicy_RETAIN,
+	})
+	for _, ix := range s.Indexes {
+		gsi := &awsdynamodb.GlobalSecondaryIndexProps{
+			IndexName:      jsii.String(ix.Name),
+			PartitionKey:   &awsdynamodb.Attribute{Name: jsii.String(ix.PartitionKey), Type: awsdynamodb.AttributeType_STRING},
+			ProjectionType: awsdynamodb.ProjectionType_ALL,
+		}
+		if ix.SortKey != "" {
+			gsi.SortKey = &awsdynamodb.Attribute{Name: jsii.String(ix.SortKey), Type: awsdynamodb.AttributeType_STRING}
+		}
+		table.AddGlobalSecondaryIndex(gsi)
+	}
+
+	// Release artifacts (Lambda zips) read by CloudFormation in every tenant
+	// account. S3-managed encryption: a KMS key would need a key policy for
+	// every member account and Lambda's code fetch.
+	artifacts := awss3.NewBucket(stack, jsii.String("Artifacts"), &awss3.BucketProps{
+		Encryption:        awss3.BucketEncryption_S3_MANAGED,
+		BlockPublicAccess: awss3.BlockPublicAccess_BLOCK_ALL(),
+		EnforceSSL:        jsii.Bool(true),
+		Versioned:         jsii.Bool(true),
+		RemovalPolicy:     awscdk.RemovalPolicy_RETAIN,
+	})
+	artifacts.AddToResourcePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid:        jsii.String("OrganizationReadsArtifacts"),
+		Principals: &[]awsiam.IPrincipal{awsiam.NewAnyPrincipal()},
+		Actions:    jsii.Strings("s3:GetObject", "s3:GetObjectVersion"),
+		Resources:  jsii.Strings(*artifacts.ArnForObjects(jsii.String("*"))),
+		Conditions: &map[string]any{"StringEquals": map[string]any{"aws:PrincipalOrgID": orgID}},
+	}))
+
+	bus := awsevents.NewEventBus(stack, jsii.String("Events"), &awsevents.EventBusProps{EventBusName: jsii.String(EventBusName)})
+
+	dlq := awssqs.NewQueue(stack, jsii.String("ReconcileDLQ"), &awssqs.QueueProps{
+		RetentionPeriod: awscdk.Duration_Days(jsii.Number(14)),
+		Encryption:      awssqs.QueueEncryption_SQS_MANAGED,
+		EnforceSSL:      jsii.Bool(true),
+	})
+	queue := awssqs.NewQueue(stack, jsii.String("ReconcileQueue"), &awssqs.QueueProps{
+		// Six times the function timeout, as Lambda's SQS integration advises.
+		VisibilityTimeout: awscdk.Duration_Minutes(jsii.Number(6)),
+		DeadLetterQueue:   &awssqs.DeadLetterQueue{Queue: dlq, MaxReceiveCount: jsii.Number(5)},
+		Encryption:        awssqs.QueueEncryption_SQS_MANAGED,
+		EnforceSSL:        jsii.Bool(true),
+	})
+
+	fns := map[string]awslambda.Function{}
+	for _, name := range Functions {
+		fns[name] = awslambda.NewFunction(stack, jsii.String("Fn-"+name), &awslambda.FunctionProps{
+			FunctionName: jsii.String("silo-" + name),
+			Runtime:      awslambda.Runtime_PROVIDED_AL2023(),
+			Architecture: awslambda.Architecture_ARM_64(),
+			Handler:      jsii.String("bootstrap"),
+			Code:         awslambda.Code_FromAsset(jsii.String(filepath.Join(p.CodeDir, name+".zip")), nil),
+			MemorySize:   jsii.Number(512),
+			Timeout:      awscdk.Duration_Minutes(jsii.Number(1)),
+			LogGroup: awslogs.NewLogGroup(stack, jsii.String("Logs-"+name), &awslogs.LogGroupProps{
+				LogGroupName:  jsii.String("/aws/lambda/silo-" + name),
+				Retention:     awslogs.RetentionDays_THREE_MONTHS,
+				RemovalPolicy: awscdk.RemovalPolicy_DESTROY,
+			}),
+			Environment: &map[string]*string{
+				"SILO_REGISTRY_TABLE":  table.TableName(),
+				"SILO_EVENT_BUS":       bus.EventBusName(),
+				"SILO_RECONCILE_QUEUE": queue.QueueUrl(),
+				"SILO_ARTIFACT_BUCKET": artifacts.BucketName(),
+				"SILO_ORGANIZATION_ID": orgID,
+			},
+		})
+		table.GrantReadWriteData(fns[name])
+		bus.GrantPutEventsTo(fns[name], nil)
+	}
+	queue.GrantSendMessages(fns["api"])
+	artifacts.GrantRead(fns["reconciler"], nil)
+
+	awsapigateway.NewLambdaRestApi(stack, jsii.String("Api"), &awsapigateway.LambdaRestApiProps{
+		Handler:        fns["api"],
+		RestApiName:    jsii.String("silo"),
+		CloudWatchRole: jsii.Bool(false),
+		DeployOptions:  &awsapigateway.StageOptions{StageName: jsii.String("v1")},
+	})
+
+	fns["reconciler"].AddEventSource(awslambdaeventsources.NewSqsEventSource(queue, &awslambdaeventsources.SqsEventSourceProps{
+		BatchSize:               jsii.Number(10),
+		ReportBatchItemFailures: jsii.Bool(true),
+	}))
+	everyMinute := awsevents.Schedule_Rate(awscdk.Duration_Minutes(jsii.Number(1)))
+	for _, name := range []string{"reconciler", "prober"} {
+		awsevents.NewRule(stack, jsii.String("Schedule-"+name), &awsevents.RuleProps{
+			Description: jsii.String("every minute: " + name + " sweep"),
+			Schedule:    everyMinute,
+			Targets:     &[]awsevents.IRuleTarget{awseventstargets.NewLambdaFunction(fns[name], nil)},
+		})
+	}
+
+	awscloudwatch.NewAlarm(stack, jsii.String("DLQDepth"), &awscloudwatch.AlarmProps{
+		AlarmDescription:   jsii.String("reconcile messages failed five times and wait in the dead-letter queue"),
+		Metric:             dlq.MetricApproximateNumberOfMessagesVisible(&awscloudwatch.MetricOptions{Period: awscdk.Duration_Minutes(jsii.Number(5))}),
+		Threshold:          jsii.Number(0),
+		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD,
+		EvaluationPeriods:  jsii.Number(1),
+		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
+	})
+	awscloudwatch.NewAlarm(stack, jsii.String("ReconcilerErrors"), &awscloudwatch.AlarmProps{
+		AlarmDescription:   jsii.String("the reconciler function failed in 3 of the last 5 minutes"),
+		Metric:             fns["reconciler"].MetricErrors(&awscloudwatch.MetricOptions{Period: awscdk.Duration_Minutes(jsii.Number(1))}),
+		Threshold:          jsii.Number(1),
+		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+		EvaluationPeriods:  jsii.Number(5),
+		DatapointsToAlarm:  jsii.Number(3),
+		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
+	})
+	return stack
+}
+
+// Synth synthesizes the stack into outdir (a cloud assembly, with assets)
+// and returns the template's path.
+func Synth(outdir string, p Props) (string, error) {
+	if err := CheckCode(p.CodeDir); err != nil {
+		return "", err
+	}
+	app := awscdk.NewApp(&awscdk.AppProps{Outdir: jsii.String(outdir)})
+	stack := NewStack(app, StackName, p)
+	asm := app.Synth(nil)
+	return *asm.GetStackArtifact(stack.ArtifactId()).TemplateFullPath(), nil
+}

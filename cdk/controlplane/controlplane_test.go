@@ -1,0 +1,249 @@
+package controlplane
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/jsii-runtime-go"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/silo-saas/silo/internal/cfnlint"
+	"github.com/silo-saas/silo/internal/lambdazip"
+	"github.com/silo-saas/silo/registry"
+)
+
+var templatePath string
+
+// TestMain synthesizes once (a Node process through jsii) into a temporary
+// directory, with placeholder zips so tests need no `make build`.
+func TestMain(m *testing.M) {
+	code, err := synthOnce()
+	jsii.Close()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: synthesize control plane: %v\n", err)
+		os.Exit(1)
+	}
+	os.Exit(code(m))
+}
+
+func synthOnce() (func(*testing.M) int, error) {
+	dir, err := os.MkdirTemp("", "silo-controlplane-")
+	if err != nil {
+		return nil, err
+	}
+	codeDir := filepath.Join(dir, "lambda")
+	z, err := lambdazip.Pack([]byte("placeholder"))
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(codeDir, 0o755); err != nil {
+		return nil, err
+	}
+	for _, fn := range Functions {
+		if err := os.WriteFile(filepath.Join(codeDir, fn+".zip"), z, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	templatePath, err = Synth(filepath.Join(dir, "out"), Props{CodeDir: codeDir})
+	if err != nil {
+		return nil, err
+	}
+	return func(m *testing.M) int {
+		defer os.RemoveAll(dir)
+		return m.Run()
+	}, nil
+}
+
+type resource struct {
+	Type           string
+	Properties     map[string]any
+	DeletionPolicy string
+}
+
+func load(t *testing.T) map[string]resource {
+	t.Helper()
+	b, err := os.ReadFile(templatePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tpl struct{ Resources map[string]resource }
+	if err := json.Unmarshal(b, &tpl); err != nil {
+		t.Fatal(err)
+	}
+	return tpl.Resources
+}
+
+func ofType(rs map[string]resource, typ string) []resource {
+	var out []resource
+	for _, r := range rs {
+		if r.Type == typ {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func js(v any) string { b, _ := json.Marshal(v); return string(b) }
+
+func TestRegistryTableFromSchema(t *testing.T) {
+	tables := ofType(load(t), "AWS::DynamoDB::Table")
+	if len(tables) != 1 {
+		t.Fatalf("%d tables, want 1", len(tables))
+	}
+	tb := tables[0]
+	p := tb.Properties
+	s := registry.Schema()
+	checks := []struct{ name, got, want string }{
+		{"name", js(p["TableName"]), js(registry.DefaultTable)},
+		{"keys", js(p["KeySchema"]), js([]map[string]string{{"AttributeName": s.PartitionKey, "KeyType": "HASH"}, {"AttributeName": s.SortKey, "KeyType": "RANGE"}})},
+		{"billing", js(p["BillingMode"]), `"PAY_PER_REQUEST"`},
+		{"stream", js(p["StreamSpecification"]), `{"StreamViewType":"NEW_AND_OLD_IMAGES"}`},
+		{"ttl", js(p["TimeToLiveSpecification"]), js(map[string]any{"AttributeName": s.TTLAttribute, "Enabled": true})},
+		{"pitr", js(p["PointInTimeRecoverySpecification"]), `{"PointInTimeRecoveryEnabled":true}`},
+		{"deletion protection", js(p["DeletionProtectionEnabled"]), "true"},
+		{"retain", tb.DeletionPolicy, "Retain"},
+	}
+	for _, c := range checks {
+		t.Run(c.name, func(t *testing.T) {
+			if c.got != c.want {
+				t.Errorf("got %s, want %s", c.got, c.want)
+			}
+		})
+	}
+	// Every schema index exists with its keys.
+	var gsis []struct {
+		IndexName string
+		KeySchema []struct{ AttributeName, KeyType string }
+	}
+	_ = json.Unmarshal([]byte(js(p["GlobalSecondaryIndexes"])), &gsis)
+	got := map[string]registry.Index{}
+	for _, g := range gsis {
+		ix := registry.Index{Name: g.IndexName}
+		for _, k := range g.KeySchema {
+			if k.KeyType == "HASH" {
+				ix.PartitionKey = k.AttributeName
+			} else {
+				ix.SortKey = k.AttributeName
+			}
+		}
+		got[g.IndexName] = ix
+	}
+	want := map[string]registry.Index{}
+	for _, ix := range s.Indexes {
+		want[ix.Name] = ix
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("indexes (-schema +template):\n%s", diff)
+	}
+}
+
+func TestArtifactBucketOrgOnly(t *testing.T) {
+	rs := load(t)
+	buckets := ofType(rs, "AWS::S3::Bucket")
+	if len(buckets) != 1 {
+		t.Fatalf("%d buckets, want 1", len(buckets))
+	}
+	b := buckets[0].Properties
+	if !strings.Contains(js(b["BucketEncryption"]), "SSEAlgorithm") {
+		t.Error("bucket not encrypted")
+	}
+	if js(b["PublicAccessBlockConfiguration"]) != `{"BlockPublicAcls":true,"BlockPublicPolicy":true,"IgnorePublicAcls":true,"RestrictPublicBuckets":true}` {
+		t.Errorf("public access block %s", js(b["PublicAccessBlockConfiguration"]))
+	}
+	pols := ofType(rs, "AWS::S3::BucketPolicy")
+	if len(pols) != 1 {
+		t.Fatalf("%d bucket policies", len(pols))
+	}
+	var doc struct{ Statement []map[string]any }
+	_ = json.Unmarshal([]byte(js(pols[0].Properties["PolicyDocument"])), &doc)
+	var tls, org bool
+	for _, st := range doc.Statement {
+		cond := js(st["Condition"])
+		switch {
+		case st["Effect"] == "Deny" && strings.Contains(cond, `"aws:SecureTransport":"false"`):
+			tls = true
+		case st["Effect"] == "Allow":
+			// Any Allow must be fenced by the organization.
+			if !strings.Contains(cond, `"aws:PrincipalOrgID":{"Ref":"OrganizationId"}`) {
+				t.Errorf("allow statement without org condition: %s", js(st))
+			}
+			org = true
+		}
+	}
+	if !tls || !org {
+		t.Errorf("enforce TLS %v, org read %v", tls, org)
+	}
+}
+
+func TestFunctionsAndTriggers(t *testing.T) {
+	rs := load(t)
+	fns := ofType(rs, "AWS::Lambda::Function")
+	names := map[string]bool{}
+	for _, f := range fns {
+		p := f.Properties
+		names[js(p["FunctionName"])] = true
+		if p["Runtime"] != "provided.al2023" || js(p["Architectures"]) != `["arm64"]` || p["Handler"] != "bootstrap" {
+			t.Errorf("function %s: %v %v %v", p["FunctionName"], p["Runtime"], p["Architectures"], p["Handler"])
+		}
+	}
+	for _, fn := range Functions {
+		if !names[js("silo-"+fn)] {
+			t.Errorf("function silo-%s missing (have %v)", fn, names)
+		}
+	}
+	if n := len(ofType(rs, "AWS::Lambda::EventSourceMapping")); n != 1 {
+		t.Errorf("%d SQS event sources, want 1", n)
+	}
+	rules := ofType(rs, "AWS::Events::Rule")
+	if len(rules) != 2 {
+		t.Errorf("%d schedules, want 2", len(rules))
+	}
+	for _, r := range rules {
+		if r.Properties["ScheduleExpression"] != "rate(1 minute)" {
+			t.Errorf("schedule %v", r.Properties["ScheduleExpression"])
+		}
+	}
+	queues := ofType(rs, "AWS::SQS::Queue")
+	var redrive bool
+	for _, q := range queues {
+		redrive = redrive || q.Properties["RedrivePolicy"] != nil
+	}
+	if len(queues) != 2 || !redrive {
+		t.Errorf("%d queues, redrive %v; want a queue with a DLQ", len(queues), redrive)
+	}
+	var bus bool
+	for _, b := range ofType(rs, "AWS::Events::EventBus") {
+		bus = bus || b.Properties["Name"] == EventBusName
+	}
+	if !bus {
+		t.Errorf("event bus %s missing", EventBusName)
+	}
+	if n := len(ofType(rs, "AWS::ApiGateway::RestApi")); n != 1 {
+		t.Errorf("%d REST APIs", n)
+	}
+	if n := len(ofType(rs, "AWS::ApiGateway::Account")); n != 0 {
+		t.Error("stack owns the account-wide API Gateway settings")
+	}
+	alarms := ofType(rs, "AWS::CloudWatch::Alarm")
+	metrics := map[string]bool{}
+	for _, a := range alarms {
+		metrics[js(a.Properties["MetricName"])] = true
+	}
+	if !metrics[`"ApproximateNumberOfMessagesVisible"`] || !metrics[`"Errors"`] {
+		t.Errorf("alarms on %v, want DLQ depth and reconciler errors", metrics)
+	}
+}
+
+func TestCfnLint(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := cfnlint.Lint(ctx, templatePath); err != nil {
+		t.Fatal(err)
+	}
+}
