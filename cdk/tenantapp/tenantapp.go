@@ -26,6 +26,8 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssecretsmanager"
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
+
+	app "github.com/silo-saas/silo/internal/tenantapp"
 )
 
 // StackName is the construct id of the stack (StackSets name the real stack).
@@ -138,9 +140,9 @@ func NewStack(scope constructs.Construct, id string) awscdk.Stack {
 	}), jsii.Bool(false))
 
 	table := awsdynamodb.NewTable(stack, jsii.String("Table"), &awsdynamodb.TableProps{
-		TableName:     name("silo-${TenantId}-data"),
-		PartitionKey:  &awsdynamodb.Attribute{Name: jsii.String("pk"), Type: awsdynamodb.AttributeType_STRING},
-		SortKey:       &awsdynamodb.Attribute{Name: jsii.String("sk"), Type: awsdynamodb.AttributeType_STRING},
+		TableName: name("silo-${TenantId}-data"),
+		// The key schema is the app's (internal/tenantapp): one string key.
+		PartitionKey:  &awsdynamodb.Attribute{Name: jsii.String(app.TableKey), Type: awsdynamodb.AttributeType_STRING},
 		BillingMode:   awsdynamodb.BillingMode_PAY_PER_REQUEST,
 		Encryption:    awsdynamodb.TableEncryption_CUSTOMER_MANAGED,
 		EncryptionKey: key,
@@ -219,6 +221,7 @@ func NewStack(scope constructs.Construct, id string) awscdk.Stack {
 	bucket.GrantReadWrite(fn, nil)
 	secret.GrantRead(fn, nil)
 	key.GrantEncryptDecrypt(fn)
+	key.Grant(fn, jsii.String("kms:DescribeKey")) // the app's /health checks its key
 	logGroup.GrantWrite(fn)
 
 	throttles := awscdk.NewCfnMapping(stack, jsii.String("TierThrottle"), &awscdk.CfnMappingProps{Mapping: throttleMapping()})

@@ -148,7 +148,7 @@ func Classify(err error) Class {
 	// per 30 days, ...) as a constraint violation with a *_LIMIT_EXCEEDED
 	// reason; other constraint violations are bad input.
 	var cv *orgtypes.ConstraintViolationException
-	if errors.As(err, &cv) && strings.Contains(string(cv.Reason), "LIMIT_EXCEEDED") {
+	if errors.As(err, &cv) && (strings.Contains(string(cv.Reason), "LIMIT_EXCEEDED") || strings.Contains(string(cv.Reason), "QUOTA")) {
 		return Quota
 	}
 	if c, ok := codes[code]; ok {

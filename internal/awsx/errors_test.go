@@ -1,0 +1,95 @@
+package awsx
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	orgtypes "github.com/aws/aws-sdk-go-v2/service/organizations/types"
+	"github.com/aws/smithy-go"
+	"github.com/google/go-cmp/cmp"
+)
+
+func apiErr(code string) error {
+	// Wrapped as the SDK and silo's callers wrap them.
+	return fmt.Errorf("operation error X: %w", &smithy.GenericAPIError{Code: code, Message: "m"})
+}
+
+func TestClassify(t *testing.T) {
+	cases := []struct {
+		name string
+		err  error
+		want Class
+	}{
+		{"nil", nil, Other},
+		{"plain error", errors.New("boom"), Other},
+		{"dynamodb throttle", apiErr("ProvisionedThroughputExceededException"), Throttled},
+		{"organizations throttle", apiErr("TooManyRequestsException"), Throttled},
+		{"cloudformation throttle", apiErr("Throttling"), Throttled},
+		{"unknown throttle code from the SDK list", apiErr("BandwidthLimitExceeded"), Throttled},
+		{"dynamodb not found", apiErr("ResourceNotFoundException"), NotFound},
+		{"iam not found", apiErr("NoSuchEntity"), NotFound},
+		{"new not-found code", apiErr("HandshakeNotFoundException"), NotFound},
+		{"table exists", apiErr("ResourceInUseException"), AlreadyExists},
+		{"ou exists", apiErr("DuplicateOrganizationalUnitException"), AlreadyExists},
+		{"new already-exists code", apiErr("WidgetAlreadyExistsException"), AlreadyExists},
+		{"condition failed", apiErr("ConditionalCheckFailedException"), Conflict},
+		{"stackset busy", apiErr("OperationInProgressException"), Conflict},
+		{"access denied", apiErr("AccessDenied"), AccessDenied},
+		{"kms access denied", apiErr("AccessDeniedException"), AccessDenied},
+		{"validation", apiErr("ValidationException"), Invalid},
+		{"cloudformation limit", apiErr("LimitExceededException"), Quota},
+		{"org account limit", fmt.Errorf("create: %w", &orgtypes.ConstraintViolationException{
+			Message: aws.String("too many"), Reason: orgtypes.ConstraintViolationExceptionReasonAccountNumberLimitExceeded,
+		}), Quota},
+		{"org other constraint", &orgtypes.ConstraintViolationException{
+			Message: aws.String("no"), Reason: orgtypes.ConstraintViolationExceptionReasonOuDepthLimitExceeded,
+		}, Quota},
+		{"org close quota", &orgtypes.ConstraintViolationException{
+			Message: aws.String("no"), Reason: orgtypes.ConstraintViolationExceptionReasonCloseAccountQuotaExceeded,
+		}, Quota},
+		{"org constraint that is not a quota", &orgtypes.ConstraintViolationException{
+			Message: aws.String("no"), Reason: orgtypes.ConstraintViolationExceptionReasonCannotCloseManagementAccount,
+		}, Invalid},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Classify(tc.err); got != tc.want {
+				t.Errorf("Classify = %v, want %v", got, tc.want)
+			}
+		})
+	}
+	if !IsThrottled(apiErr("Throttling")) || IsThrottled(apiErr("NoSuchKey")) {
+		t.Error("IsThrottled disagrees with Classify")
+	}
+	if !IsConditionFailed(apiErr("ConditionalCheckFailedException")) || IsConditionFailed(apiErr("TransactionConflictException")) {
+		t.Error("IsConditionFailed must match single-item condition failures only")
+	}
+}
+
+func TestTransactionReasons(t *testing.T) {
+	err := fmt.Errorf("write: %w", &ddbtypes.TransactionCanceledException{CancellationReasons: []ddbtypes.CancellationReason{
+		{Code: aws.String("ConditionalCheckFailed")}, {Code: aws.String("None")}, {},
+	}})
+	if diff := cmp.Diff([]string{"ConditionalCheckFailed", "None", ""}, TransactionReasons(err)); diff != "" {
+		t.Errorf("reasons (-want +got):\n%s", diff)
+	}
+	if TransactionReasons(errors.New("x")) != nil {
+		t.Error("reasons of a non-transaction error")
+	}
+}
+
+func TestKnownRegion(t *testing.T) {
+	for _, r := range []string{"us-east-1", "eu-west-1", "ap-southeast-2"} {
+		if !KnownRegion(r) {
+			t.Errorf("%s not known", r)
+		}
+	}
+	for _, r := range []string{"", "us-east-9", "US-EAST-1", "mars-1"} {
+		if KnownRegion(r) {
+			t.Errorf("%q known", r)
+		}
+	}
+}
