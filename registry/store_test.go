@@ -389,42 +389,27 @@ func TestListThousandAcrossPagesWithoutScan(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
 	const n = 1000
-	// Seeded with batch writes of the stored form: moto deep-copies every
-	// table on each TransactWriteItems, so 1,000 Creates would take minutes
-	// in the emulator (not in DynamoDB). Create itself is tested above.
 	want := make(map[string]bool, n)
-	var batch []types.WriteRequest
-	flush := func() {
-		if len(batch) == 0 {
-			return
-		}
-		out, err := f.db.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{RequestItems: map[string][]types.WriteRequest{f.store.Table(): batch}})
-		if err != nil || len(out.UnprocessedItems) > 0 {
-			t.Fatalf("seed: %v (unprocessed %d)", err, len(out.UnprocessedItems))
-		}
-		batch = batch[:0]
-	}
-	start := time.Now().UTC()
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
 	for i := range n {
-		id := fmt.Sprintf("bulk-%04d", i)
-		want[id] = true
-		sp := spec(id).Normalize()
-		at := start.Add(time.Duration(i%37) * time.Millisecond) // ties and disorder in the sort key
-		item, err := attributevalue.MarshalMap(toItem(&Tenant{Spec: sp, State: StateRequested, CreatedAt: at, UpdatedAt: at, Version: 1}))
-		if err != nil {
-			t.Fatal(err)
-		}
-		batch = append(batch, types.WriteRequest{PutRequest: &types.PutRequest{Item: item}})
-		if len(batch) == 25 {
-			flush()
-		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			id := fmt.Sprintf("bulk-%04d", i)
+			if _, _, err := f.store.Create(ctx, spec(id), "", ""); err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			want[id] = true
+			mu.Unlock()
+		}()
 	}
-	flush()
-	// One real Create among them, so the listing covers Create's writes too.
-	if _, _, err := f.store.Create(ctx, spec("bulk-real"), "", ""); err != nil {
-		t.Fatal(err)
-	}
-	want["bulk-real"] = true
+	wg.Wait()
 	f.counter.Reset()
 
 	seen := map[string]int{}

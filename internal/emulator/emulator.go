@@ -44,7 +44,8 @@ type Emulator struct {
 	// Proxy is what serves Endpoint.
 	Proxy *Proxy
 
-	server *http.Server
+	server   *http.Server
+	patchDir string
 
 	cmd     *exec.Cmd
 	done    chan struct{}
@@ -94,13 +95,24 @@ func start(ctx context.Context, path string, logs io.Writer) (*Emulator, error) 
 		out = io.MultiWriter(e.output, logs)
 	}
 	cmd.Stdout, cmd.Stderr = out, out
+	patches, err := writePatches()
+	if err != nil {
+		return nil, err
+	}
+	e.patchDir = patches
+	pythonPath := patches
+	if pp := os.Getenv("PYTHONPATH"); pp != "" {
+		pythonPath += string(os.PathListSeparator) + pp
+	}
 	cmd.Env = append(os.Environ(),
-		// moto reads these for its own default region and partition.
+		// moto reads this for its own default region.
 		"AWS_DEFAULT_REGION=us-east-1",
 		"PYTHONUNBUFFERED=1",
+		"PYTHONPATH="+pythonPath,
 	)
 	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Start(); err != nil {
+		os.RemoveAll(patches)
 		return nil, fmt.Errorf("start %s: %w", Command, err)
 	}
 	e.cmd = cmd
@@ -167,6 +179,9 @@ func (e *Emulator) Stop() {
 	e.stop.Do(func() {
 		if e.server != nil {
 			_ = e.server.Close()
+		}
+		if e.patchDir != "" {
+			defer os.RemoveAll(e.patchDir)
 		}
 		if e.cmd == nil || e.cmd.Process == nil {
 			return

@@ -1,0 +1,175 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/organizations"
+
+	"github.com/silo-saas/silo/internal/awsx"
+	"github.com/silo-saas/silo/internal/local"
+	"github.com/silo-saas/silo/registry"
+)
+
+// buildSilo compiles the CLI once per test binary.
+func buildSilo(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "silo")
+	cmd := exec.Command("go", "build", "-o", bin, "../cmd/silo")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build silo: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestLocalPlatformLifecycle runs `silo local` as a person would: waits for
+// its ready file, uses the credentials in it against the emulator, then
+// presses Ctrl-C and checks that nothing is left running.
+func TestLocalPlatformLifecycle(t *testing.T) {
+	bin := buildSilo(t)
+	ready := filepath.Join(t.TempDir(), "ready.json")
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+
+	cmd := exec.Command(bin, "local", "--ready-file", ready)
+	cmd.Stderr = os.Stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	var printed strings.Builder
+	lines := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			printed.WriteString(sc.Text() + "\n")
+		}
+		close(lines)
+	}()
+
+	info := waitReadyFile(ctx, t, ready)
+	if info.AWSEndpoint == "" || info.AccessKeyID == "" || info.SecretAccessKey == "" || info.Region == "" {
+		t.Fatalf("ready file lacks connection details: %+v", info)
+	}
+	cfg, err := awsx.Load(ctx, awsx.Options{Endpoint: info.AWSEndpoint, Region: info.Region, AccessKeyID: info.AccessKeyID, SecretAccessKey: info.SecretAccessKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := registry.New(dynamodb.NewFromConfig(cfg), info.RegistryTable)
+	page, err := reg.List(ctx, registry.StateRequested, registry.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, tn := range page.Tenants {
+		ids = append(ids, tn.ID)
+	}
+	slices.Sort(ids)
+	if !slices.Equal(ids, []string{"acme", "globex", "initech"}) {
+		t.Errorf("registered tenants = %v", ids)
+	}
+	ous, err := organizations.NewFromConfig(cfg).ListOrganizationalUnitsForParent(ctx, &organizations.ListOrganizationalUnitsForParentInput{ParentId: &[]string{info.OUs["Tenants"]}[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ous.OrganizationalUnits) != 2 {
+		t.Errorf("Tenants OU has %d children, want Production and Preview", len(ous.OrganizationalUnits))
+	}
+
+	children := childPIDs(cmd.Process.Pid)
+	if len(children) == 0 {
+		t.Fatal("silo local has no emulator child process")
+	}
+	// Ctrl-C: a clean exit, the emulator gone, the ready file removed.
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { <-lines; done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("silo local after Ctrl-C: %v", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("silo local did not stop after Ctrl-C")
+	}
+	for _, pid := range children {
+		if alive(pid) {
+			t.Errorf("child %d still running after silo local stopped", pid)
+		}
+	}
+	if _, err := os.Stat(ready); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("ready file left behind: %v", err)
+	}
+	for _, want := range []string{"AWS endpoint", info.AWSEndpoint, "registry table", "acme"} {
+		if !strings.Contains(printed.String(), want) {
+			t.Errorf("summary does not show %q:\n%s", want, printed.String())
+		}
+	}
+}
+
+func waitReadyFile(ctx context.Context, t *testing.T, path string) local.Info {
+	t.Helper()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if b, err := os.ReadFile(path); err == nil {
+			var info local.Info
+			if err := json.Unmarshal(b, &info); err != nil {
+				t.Fatalf("ready file is not JSON: %v\n%s", err, b)
+			}
+			return info
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no ready file at %s: %v", path, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// childPIDs lists the direct children of pid (Linux /proc).
+func childPIDs(pid int) []int {
+	var out []int
+	tasks, _ := filepath.Glob("/proc/" + strconv.Itoa(pid) + "/task/*/children")
+	for _, f := range tasks {
+		b, _ := os.ReadFile(f)
+		for _, field := range strings.Fields(string(b)) {
+			if n, err := strconv.Atoi(field); err == nil {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}
+
+// alive reports whether pid exists and is not a zombie.
+func alive(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
+}
