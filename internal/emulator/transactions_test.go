@@ -32,7 +32,9 @@ func TestTransactionsAtomic(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := func(v string) types.AttributeValue { return &types.AttributeValueMemberS{Value: v} }
-	key := func(pk string) map[string]types.AttributeValue { return map[string]types.AttributeValue{"pk": s(pk), "sk": s("x")} }
+	key := func(pk string) map[string]types.AttributeValue {
+		return map[string]types.AttributeValue{"pk": s(pk), "sk": s("x")}
+	}
 	for _, pk := range []string{"existing", "guard"} {
 		if _, err := db.PutItem(ctx, &dynamodb.PutItemInput{TableName: table, Item: map[string]types.AttributeValue{"pk": s(pk), "sk": s("x"), "v": s("old")}}); err != nil {
 			t.Fatal(err)
