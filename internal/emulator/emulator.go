@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -123,6 +124,12 @@ func start(ctx context.Context, path string, logs io.Writer) (*Emulator, error) 
 	if err := e.waitReady(ctx, 30*time.Second); err != nil {
 		e.Stop()
 		return nil, err
+	}
+	// The Python patches report their own failures on stderr; a moto other
+	// than the pinned one may lack what they patch. Refuse to run half-fixed.
+	if out := e.output.String(); strings.Contains(out, "silo: moto") || strings.Contains(out, "Error in sitecustomize") {
+		e.Stop()
+		return nil, fmt.Errorf("the emulator's patches did not load (is moto 5.2.1 installed?):\n%s", out)
 	}
 	if err := e.serveProxy(); err != nil {
 		e.Stop()
