@@ -20,6 +20,14 @@ func ErrorCode(err error) string {
 	return ""
 }
 
+func errorMessage(err error) string {
+	var apiErr smithy.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.ErrorMessage()
+	}
+	return ""
+}
+
 // codes is the one table mapping AWS error codes to the classes silo acts on.
 // Codes are listed per class across services; a code belongs to one class.
 var codes = map[string]Class{
@@ -151,6 +159,11 @@ func Classify(err error) Class {
 	if errors.As(err, &cv) && (strings.Contains(string(cv.Reason), "LIMIT_EXCEEDED") || strings.Contains(string(cv.Reason), "QUOTA")) {
 		return Quota
 	}
+	// CloudFormation has no not-found code for stacks: DescribeStacks and
+	// friends answer ValidationError "Stack with id X does not exist".
+	if code == "ValidationError" && strings.HasSuffix(errorMessage(err), "does not exist") {
+		return NotFound
+	}
 	if c, ok := codes[code]; ok {
 		return c
 	}
@@ -185,6 +198,20 @@ func IsConflict(err error) bool { return Classify(err) == Conflict }
 // TransactionReasons instead.
 func IsConditionFailed(err error) bool {
 	return ErrorCode(err) == "ConditionalCheckFailedException"
+}
+
+// IsDuplicateOperation reports whether a StackSet call was refused because
+// its caller-supplied OperationId was used before: the operation was already
+// issued (for example before a crash) and the caller should wait on it.
+func IsDuplicateOperation(err error) bool {
+	return ErrorCode(err) == "OperationIdAlreadyExistsException"
+}
+
+// IsOperationInProgress reports whether a StackSet call was refused because
+// another operation on the stack set is running (one at a time per stack
+// set): try again once it has finished.
+func IsOperationInProgress(err error) bool {
+	return ErrorCode(err) == "OperationInProgressException"
 }
 
 // IsAccessDenied reports whether err is a refusal by IAM or STS.

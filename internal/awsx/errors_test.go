@@ -41,6 +41,9 @@ func TestClassify(t *testing.T) {
 		{"kms access denied", apiErr("AccessDeniedException"), AccessDenied},
 		{"validation", apiErr("ValidationException"), Invalid},
 		{"cloudformation limit", apiErr("LimitExceededException"), Quota},
+		{"cloudformation missing stack", &smithy.GenericAPIError{Code: "ValidationError", Message: "Stack with id StackSet:x does not exist"}, NotFound},
+		{"cloudformation bad input", &smithy.GenericAPIError{Code: "ValidationError", Message: "Template format error"}, Invalid},
+		{"duplicate operation id", apiErr("OperationIdAlreadyExistsException"), Conflict},
 		{"org account limit", fmt.Errorf("create: %w", &orgtypes.ConstraintViolationException{
 			Message: aws.String("too many"), Reason: orgtypes.ConstraintViolationExceptionReasonAccountNumberLimitExceeded,
 		}), Quota},
@@ -91,5 +94,28 @@ func TestKnownRegion(t *testing.T) {
 		if KnownRegion(r) {
 			t.Errorf("%q known", r)
 		}
+	}
+}
+
+func TestStackSetOperationClassifiers(t *testing.T) {
+	cases := []struct {
+		name                string
+		err                 error
+		duplicate, inFlight bool
+	}{
+		{"duplicate operation id", apiErr("OperationIdAlreadyExistsException"), true, false},
+		{"operation in progress", apiErr("OperationInProgressException"), false, true},
+		{"other conflict", apiErr("ConcurrentModificationException"), false, false},
+		{"plain error", errors.New("boom"), false, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := IsDuplicateOperation(tc.err); got != tc.duplicate {
+				t.Errorf("IsDuplicateOperation = %v, want %v", got, tc.duplicate)
+			}
+			if got := IsOperationInProgress(tc.err); got != tc.inFlight {
+				t.Errorf("IsOperationInProgress = %v, want %v", got, tc.inFlight)
+			}
+		})
 	}
 }

@@ -1,0 +1,180 @@
+package stacksets
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
+	cfntypes "github.com/aws/aws-sdk-go-v2/service/cloudformation/types"
+
+	"github.com/silo-saas/silo/internal/awsx"
+)
+
+// Every instance call passes all of the tenant's parameters as overrides:
+// in AWS an override list replaces nothing it does not name, but moto
+// replaces the stack set's parameters with it, and a complete list is the
+// one request both read the same way.
+
+// AddInstance deploys the stack set into account and region with params
+// and returns the operation's id. opID is the caller's deterministic id
+// (see OperationID): re-issuing it after a crash returns the same
+// operation. An instance that exists already is not an error: its
+// parameters are brought to params by an update instead.
+func (m *Manager) AddInstance(ctx context.Context, opID, account, region string, params map[string]string) (string, error) {
+	if opID == "" {
+		return "", fmt.Errorf("add stack instance %s/%s: no operation id", account, region)
+	}
+	if _, found, err := m.instance(ctx, account, region); err != nil {
+		return "", err
+	} else if found {
+		m.log.InfoContext(ctx, "stack instance exists, updating it", "account", account, "region", region, "operation", opID)
+		return m.UpdateInstance(ctx, opID, account, region, params)
+	}
+	in := &cloudformation.CreateStackInstancesInput{
+		StackSetName:         aws.String(m.opts.StackSetName),
+		Regions:              []string{region},
+		ParameterOverrides:   parameters(params),
+		OperationId:          aws.String(opID),
+		OperationPreferences: m.preferences(),
+		CallAs:               m.opts.CallAs,
+	}
+	if m.opts.PermissionModel == ServiceManaged {
+		in.DeploymentTargets = m.targets([]string{account})
+	} else {
+		in.Accounts = []string{account}
+	}
+	return m.issue(ctx, opID, "add stack instance "+account+"/"+region, func(ctx context.Context) (*string, error) {
+		out, err := m.cfn.CreateStackInstances(ctx, in)
+		if err != nil {
+			return nil, err
+		}
+		return out.OperationId, nil
+	})
+}
+
+// UpdateInstance sets the parameters of the instance in account and region
+// to params (all of them) and returns the operation's id. In AWS this also
+// brings the instance to the stack set's current template.
+func (m *Manager) UpdateInstance(ctx context.Context, opID, account, region string, params map[string]string) (string, error) {
+	if opID == "" {
+		return "", fmt.Errorf("update stack instance %s/%s: no operation id", account, region)
+	}
+	in := &cloudformation.UpdateStackInstancesInput{
+		StackSetName:         aws.String(m.opts.StackSetName),
+		Regions:              []string{region},
+		ParameterOverrides:   parameters(params),
+		OperationId:          aws.String(opID),
+		OperationPreferences: m.preferences(),
+		CallAs:               m.opts.CallAs,
+	}
+	if m.opts.PermissionModel == ServiceManaged {
+		in.DeploymentTargets = m.targets([]string{account})
+	} else {
+		in.Accounts = []string{account}
+	}
+	return m.issue(ctx, opID, "update stack instance "+account+"/"+region, func(ctx context.Context) (*string, error) {
+		out, err := m.cfn.UpdateStackInstances(ctx, in)
+		if err != nil {
+			return nil, err
+		}
+		return out.OperationId, nil
+	})
+}
+
+// RemoveInstance deletes the instance in account and region and returns the
+// operation's id. With retainStacks the stack and its resources stay in the
+// account (detached from the stack set), for example to keep a tenant's
+// data while the account is handed back.
+func (m *Manager) RemoveInstance(ctx context.Context, opID, account, region string, retainStacks bool) (string, error) {
+	if opID == "" {
+		return "", fmt.Errorf("remove stack instance %s/%s: no operation id", account, region)
+	}
+	in := &cloudformation.DeleteStackInstancesInput{
+		StackSetName:         aws.String(m.opts.StackSetName),
+		Regions:              []string{region},
+		RetainStacks:         aws.Bool(retainStacks),
+		OperationId:          aws.String(opID),
+		OperationPreferences: m.preferences(),
+		CallAs:               m.opts.CallAs,
+	}
+	if m.opts.PermissionModel == ServiceManaged {
+		in.DeploymentTargets = m.targets([]string{account})
+	} else {
+		in.Accounts = []string{account}
+	}
+	return m.issue(ctx, opID, "remove stack instance "+account+"/"+region, func(ctx context.Context) (*string, error) {
+		out, err := m.cfn.DeleteStackInstances(ctx, in)
+		if err != nil {
+			return nil, err
+		}
+		return out.OperationId, nil
+	})
+}
+
+// instance finds the stack instance of account in region. It lists rather
+// than describes: the list answers "none" for a missing instance where
+// moto's DescribeStackInstance fails with a 500 that the SDK retries.
+func (m *Manager) instance(ctx context.Context, account, region string) (cfntypes.StackInstanceSummary, bool, error) {
+	p := cloudformation.NewListStackInstancesPaginator(m.cfn, &cloudformation.ListStackInstancesInput{
+		StackSetName:         aws.String(m.opts.StackSetName),
+		StackInstanceAccount: aws.String(account),
+		StackInstanceRegion:  aws.String(region),
+		CallAs:               m.opts.CallAs,
+	})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return cfntypes.StackInstanceSummary{}, false, fmt.Errorf("list stack instances of %s in %s: %w", account, region, err)
+		}
+		// The filters are applied here too: moto ignores them.
+		for _, s := range page.Summaries {
+			if aws.ToString(s.Account) == account && aws.ToString(s.Region) == region {
+				return s, true, nil
+			}
+		}
+	}
+	return cfntypes.StackInstanceSummary{}, false, nil
+}
+
+// InstanceOutputs reads the outputs of the instance's stack in account and
+// region, with the member account's own credentials. The tenant's endpoint
+// is output "ApiUrl".
+func (m *Manager) InstanceOutputs(ctx context.Context, account, region string) (map[string]string, error) {
+	inst, found, err := m.instance(ctx, account, region)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, fmt.Errorf("outputs of %s/%s: stack instance: %w", account, region, ErrNotFound)
+	}
+	stacks := m.members(account, region)
+	// In AWS the instance's StackId names its stack. moto reports an id
+	// that names no stack and calls a self-managed instance's stack
+	// "StackSet:<stack set name>", so that name is the fallback.
+	var stack *cfntypes.Stack
+	for _, name := range []string{aws.ToString(inst.StackId), "StackSet:" + m.opts.StackSetName} {
+		if name == "" {
+			continue
+		}
+		out, err := stacks.DescribeStacks(ctx, &cloudformation.DescribeStacksInput{StackName: aws.String(name)})
+		if awsx.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("outputs of %s/%s: describe stack %s: %w", account, region, name, err)
+		}
+		if len(out.Stacks) > 0 {
+			stack = &out.Stacks[0]
+			break
+		}
+	}
+	if stack == nil {
+		return nil, fmt.Errorf("outputs of %s/%s: stack %s: %w", account, region, aws.ToString(inst.StackId), ErrNotFound)
+	}
+	outputs := make(map[string]string, len(stack.Outputs))
+	for _, o := range stack.Outputs {
+		outputs[aws.ToString(o.OutputKey)] = aws.ToString(o.OutputValue)
+	}
+	return outputs, nil
+}
