@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/silo-saas/silo/internal/awsx"
 	"github.com/silo-saas/silo/registry"
+	"github.com/silo-saas/silo/stacksets"
 )
 
 // orgAPI lists the Organizations calls the reconciler makes.
@@ -28,17 +30,18 @@ type orgAPI interface {
 	CloseAccount(ctx context.Context, in *organizations.CloseAccountInput, opts ...func(*organizations.Options)) (*organizations.CloseAccountOutput, error)
 }
 
-// Deployer manages the tenant's stack instance (package stacksets).
+// Deployer manages the tenant's stack instance; *stacksets.Manager is one.
 type Deployer interface {
 	// AddInstance starts (or, with the same opID, finds) the operation that
-	// creates the account's stack instance with params.
-	AddInstance(ctx context.Context, opID, account, region string, params map[string]string) error
+	// creates the account's stack instance with params, and returns its id.
+	AddInstance(ctx context.Context, opID, account, region string, params map[string]string) (string, error)
 	// RemoveInstance starts (or finds) the operation deleting the instance.
-	RemoveInstance(ctx context.Context, opID, account, region string) error
-	// Wait blocks until the operation ends; a failure names the reason.
-	Wait(ctx context.Context, opID string) error
-	// Outputs returns the outputs of the account's stack.
-	Outputs(ctx context.Context, account, region string) (map[string]string, error)
+	RemoveInstance(ctx context.Context, opID, account, region string, retainStacks bool) (string, error)
+	// Wait blocks until the operation ends; a failure is a
+	// *stacksets.OperationError naming each account's reason.
+	Wait(ctx context.Context, opID string) (stacksets.Result, error)
+	// InstanceOutputs returns the outputs of the account's stack.
+	InstanceOutputs(ctx context.Context, account, region string) (map[string]string, error)
 }
 
 // Prober checks that a new account is usable (package vending's readiness
@@ -491,17 +494,38 @@ func (r *Reconciler) deploy(ctx context.Context, t *registry.Tenant) (*registry.
 		t, op = recorded, recorded.Operation
 	}
 	rel := r.cfg.Release
-	if err := r.d.Deployer.AddInstance(ctx, op, t.AccountID, t.Region, r.Params(t, rel)); err != nil {
+	got, err := r.d.Deployer.AddInstance(ctx, op, t.AccountID, t.Region, r.Params(t, rel))
+	if err != nil {
+		if awsx.IsThrottled(err) || errors.Is(err, stacksets.ErrBusy) {
+			// One operation per stack set at a time: wait for the set.
+			return t, sleep(ctx, r.cfg.PollInterval+jitter(r.cfg.PollInterval))
+		}
 		return nil, fmt.Errorf("deploy stack instance: %w", err)
 	}
-	if err := r.d.Deployer.Wait(ctx, op); err != nil {
-		var oe interface{ Reason(account string) string }
+	if got != op {
+		// AWS keeps the id silo chose; an emulator may hand out its own.
+		// Either way the id waited on is the one recorded.
+		if t, err = r.d.Registry.Update(ctx, t, registry.Change{Mutate: func(n *registry.Tenant) { n.Operation = got }}); err != nil {
+			return nil, err
+		}
+		op = got
+	}
+	if _, err := r.d.Deployer.Wait(ctx, op); err != nil {
+		var oe *stacksets.OperationError
 		if errors.As(err, &oe) {
-			return r.fail(ctx, t, "stack instance failed: "+oe.Reason(t.AccountID))
+			reason := oe.Accounts[t.AccountID]
+			if reason == "" {
+				reason = oe.Reason
+			}
+			return r.fail(ctx, t, fmt.Sprintf("stack instance %s: %s", strings.ToLower(oe.Status), reason))
+		}
+		if errors.Is(err, stacksets.ErrNotFound) {
+			// The recorded operation is unknown: issue the deploy again.
+			return r.d.Registry.Update(ctx, t, registry.Change{Mutate: func(n *registry.Tenant) { n.Operation = "" }})
 		}
 		return nil, fmt.Errorf("wait for stack instance: %w", err)
 	}
-	outputs, err := r.d.Deployer.Outputs(ctx, t.AccountID, t.Region)
+	outputs, err := r.d.Deployer.InstanceOutputs(ctx, t.AccountID, t.Region)
 	if err != nil {
 		return nil, fmt.Errorf("read stack outputs: %w", err)
 	}
