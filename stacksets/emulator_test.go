@@ -241,7 +241,7 @@ func TestInstanceLifecycle(t *testing.T) {
 	acctA, acctB := createAccount(ctx, t, org, "tenant-a"), createAccount(ctx, t, org, "tenant-b")
 	region := f.org.Region
 
-	rel, err := f.m.Publish(ctx, forEmulator(t, TenantTemplate()), codeZip(t, "v1"))
+	rel, err := f.m.Publish(ctx, TenantTemplate(), codeZip(t, "v1"))
 	if err != nil {
 		t.Fatal(err)
 	}

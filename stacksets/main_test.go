@@ -4,9 +4,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
-	"encoding/json"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -70,39 +68,4 @@ func codeZip(t *testing.T, content string) []byte {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
-}
-
-// forEmulator adapts the tenant template to two gaps of moto 5.2.1's
-// CloudFormation, as cdk/tenantapp's deploy test does; the committed
-// template keeps everything:
-//   - AWS::KMS::Key reads tags as TagKey/TagValue and fails on the standard
-//     Key/Value, so the key's tags are dropped;
-//   - AWS::SecretsManager::Secret is not supported (skipped, its Ref is
-//     null, and IAM then rejects the grant), so references to the secret
-//     become a fixed ARN of the same shape.
-func forEmulator(t *testing.T, tpl []byte) []byte {
-	t.Helper()
-	var doc map[string]any
-	if err := json.Unmarshal(tpl, &doc); err != nil {
-		t.Fatal(err)
-	}
-	var secretID string
-	for id, r := range doc["Resources"].(map[string]any) {
-		r := r.(map[string]any)
-		switch r["Type"] {
-		case "AWS::KMS::Key":
-			delete(r["Properties"].(map[string]any), "Tags")
-		case "AWS::SecretsManager::Secret":
-			secretID = id
-		}
-	}
-	b, err := json.Marshal(doc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if secretID == "" {
-		t.Fatal("template has no secret")
-	}
-	arn := `{"Fn::Sub":"arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:emulated"}`
-	return []byte(strings.ReplaceAll(string(b), `{"Ref":"`+secretID+`"}`, arn))
 }
