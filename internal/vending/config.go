@@ -60,7 +60,8 @@ type Release struct {
 	CodeKey    string
 }
 
-func (c Config) withDefaults() Config {
+// WithDefaults fills every unset field with its default.
+func (c Config) WithDefaults() Config {
 	if c.EmailPattern == "" {
 		c.EmailPattern = "silo+{tenant}@example.com"
 	}

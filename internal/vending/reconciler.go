@@ -89,7 +89,7 @@ type Reconciler struct {
 // New returns a reconciler. Governor may be shared by several reconcilers
 // in one process; nil makes one from cfg.Quotas.
 func New(cfg Config, d Deps) (*Reconciler, error) {
-	cfg = cfg.withDefaults()
+	cfg = cfg.WithDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}

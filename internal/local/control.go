@@ -1,0 +1,186 @@
+package local
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
+	"github.com/aws/aws-sdk-go-v2/service/organizations"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/aws/smithy-go/middleware"
+
+	"github.com/silo-saas/silo/internal/awsx"
+	"github.com/silo-saas/silo/internal/emulator"
+	"github.com/silo-saas/silo/internal/guardrails"
+	"github.com/silo-saas/silo/internal/lambdazip"
+	"github.com/silo-saas/silo/internal/vending"
+	"github.com/silo-saas/silo/registry"
+	"github.com/silo-saas/silo/stacksets"
+)
+
+// ControlOptions tune the control plane wired onto an emulator.
+type ControlOptions struct {
+	// Table is the registry table's name; registry.DefaultTable when empty.
+	Table string
+	// Quotas the governor enforces; AWS's defaults, except a faster
+	// CreateAccount call rate (the emulator has no real rate), when zero.
+	Quotas vending.Quotas
+	// Governor, when set, is shared instead of making one (several
+	// reconcilers in one process share one quota).
+	Governor *vending.Governor
+	// PollInterval, MaxPollInterval, ReadinessTimeout and ClaimTTL tune the
+	// reconciler; local defaults are short.
+	PollInterval, MaxPollInterval, ReadinessTimeout, ClaimTTL time.Duration
+	// Endpoint turns a deployed tenant into its endpoint; the stack's
+	// ApiUrl output when nil.
+	Endpoint vending.EndpointFunc
+	// APIOptions are added to every AWS client (crash injection in tests).
+	APIOptions []func(*middleware.Stack) error
+	// Counter counts every AWS call of the control plane.
+	Counter *awsx.Counter
+	// AllowedRegions for the guardrails; every known region when empty.
+	AllowedRegions []string
+}
+
+// Control is silo's control plane wired onto a seeded emulator: the same
+// packages that run in the Lambdas in AWS.
+type Control struct {
+	Org        *emulator.Org
+	Config     aws.Config
+	Registry   *registry.Store
+	Accounts   *awsx.Accounts
+	StackSets  *stacksets.Manager
+	Release    stacksets.Release
+	Reconciler *vending.Reconciler
+	Vending    vending.Config
+}
+
+// EventBus is the name of silo's event bus.
+const EventBus = "silo-events"
+
+// Wire builds the control plane on an emulator seeded as org: the registry
+// table, the guardrails on the tenant OUs, the artifact bucket and the
+// current release, the tenant StackSet, the event bus and the reconciler.
+func Wire(ctx context.Context, org *emulator.Org, o ControlOptions, log *slog.Logger) (*Control, error) {
+	opts := org.Options()
+	opts.Counter = o.Counter
+	cfg, err := awsx.Load(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	cfg.APIOptions = append(cfg.APIOptions, o.APIOptions...)
+	c := &Control{Org: org, Config: cfg}
+
+	c.Registry = registry.New(dynamodb.NewFromConfig(cfg), o.Table)
+	if err := c.Registry.EnsureTable(ctx); err != nil {
+		return nil, err
+	}
+	orgc := organizations.NewFromConfig(cfg)
+	regions := o.AllowedRegions
+	if len(regions) == 0 {
+		regions = awsx.Regions()
+	}
+	policies, err := guardrails.Policies(guardrails.Options{AllowedRegions: regions})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := guardrails.New(orgc, log).Apply(ctx, policies, org.OUs); err != nil {
+		return nil, fmt.Errorf("apply guardrails: %w", err)
+	}
+	eb := eventbridge.NewFromConfig(cfg)
+	if _, err := eb.CreateEventBus(ctx, &eventbridge.CreateEventBusInput{Name: aws.String(EventBus)}); err != nil && !awsx.IsAlreadyExists(err) {
+		return nil, fmt.Errorf("create event bus: %w", err)
+	}
+
+	c.Accounts = awsx.NewAccounts(cfg, sts.NewFromConfig(cfg), awsx.AccountsOptions{})
+	c.StackSets = stacksets.NewFromConfig(cfg, log, stacksets.Options{
+		Bucket:              "silo-artifacts-" + org.ManagementAccountID,
+		CreateBucket:        true,
+		ManagementAccountID: org.ManagementAccountID,
+		Parameters:          placeholderParams,
+		PollMin:             20 * time.Millisecond,
+		PollMax:             500 * time.Millisecond,
+		Preferences:         stacksets.Preferences{MaxConcurrentCount: 100},
+	})
+	code, err := localCode()
+	if err != nil {
+		return nil, err
+	}
+	c.Release, err = c.StackSets.Publish(ctx, stacksets.TenantTemplate(), code)
+	if err != nil {
+		return nil, fmt.Errorf("publish release: %w", err)
+	}
+	if op, err := c.StackSets.EnsureStackSet(ctx, c.Release, stacksets.Rollout{}); err != nil {
+		return nil, fmt.Errorf("ensure stack set: %w", err)
+	} else if op != "" {
+		if _, err := c.StackSets.Wait(ctx, op); err != nil {
+			return nil, err
+		}
+	}
+
+	q := o.Quotas
+	if q.CreateRate == 0 {
+		q.CreateRate = 50
+	}
+	if q.CreateBurst == 0 {
+		q.CreateBurst = 10
+	}
+	c.Vending = vending.Config{
+		ManagementAccount: org.ManagementAccountID,
+		ProductionOU:      org.OUs[emulator.OUProduction],
+		PreviewOU:         org.OUs[emulator.OUPreview],
+		SuspendedOU:       org.OUs[emulator.OUSuspended],
+		SiloOUs:           []string{org.OUs[emulator.OUProduction], org.OUs[emulator.OUPreview], org.OUs[emulator.OUSuspended], org.OUs[emulator.OUPool]},
+		Release:           vending.Release{Version: c.Release.ID, CodeBucket: c.Release.CodeBucket, CodeKey: c.Release.CodeKey},
+		JWTIssuer:         "https://issuer.silo.local/",
+		JWTAudience:       "silo-tenant-app",
+		PollInterval:      or(o.PollInterval, 100*time.Millisecond),
+		MaxPollInterval:   or(o.MaxPollInterval, time.Second),
+		ReadinessTimeout:  or(o.ReadinessTimeout, 2*time.Minute),
+		ClaimTTL:          or(o.ClaimTTL, 10*time.Second),
+		Quotas:            q,
+		EventBus:          EventBus,
+		EmailPattern:      "silo+{tenant}@tenants.silo.local",
+	}.WithDefaults()
+	c.Reconciler, err = vending.New(c.Vending, vending.Deps{
+		Registry:  c.Registry,
+		Org:       orgc,
+		Deployer:  c.StackSets,
+		Readiness: vending.NewReadiness(c.Accounts),
+		Cleaner:   vending.NewCleaner(c.Accounts, 7, log),
+		Endpoint:  o.Endpoint,
+		Events:    vending.NewBus(eb, EventBus, log),
+		Governor:  o.Governor,
+		Log:       log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// placeholderParams are the stack set's own parameter values; every
+// instance overrides all of them.
+var placeholderParams = map[string]string{
+	"TenantId": "unset", "AppVersion": "0", "Tier": "basic", "CodeBucket": "unset", "CodeKey": "unset",
+	"JwtIssuer": "https://unset.invalid/", "JwtAudience": "unset",
+}
+
+// localCode is the code artifact of local releases. Locally the tenant
+// application runs in silo's app host, not in Lambda (the emulator cannot
+// run Lambda code), so the artifact only has to exist and be content-hashed
+// like a real one; its bootstrap says so if anyone runs it.
+func localCode() ([]byte, error) {
+	return lambdazip.Pack([]byte("#!/bin/sh\necho 'silo local: the tenant app is served by the silo app host' >&2\nexit 1\n"))
+}
+
+func or(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
