@@ -496,8 +496,9 @@ func (r *Reconciler) deploy(ctx context.Context, t *registry.Tenant) (*registry.
 	rel := r.cfg.Release
 	got, err := r.d.Deployer.AddInstance(ctx, op, t.AccountID, t.Region, r.Params(t, rel))
 	if err != nil {
-		if awsx.IsThrottled(err) || errors.Is(err, stacksets.ErrBusy) {
-			// One operation per stack set at a time: wait for the set.
+		if awsx.IsThrottled(err) || awsx.IsAlreadyExists(err) || errors.Is(err, stacksets.ErrBusy) {
+			// One operation per stack set at a time, or another reconciler
+			// is creating this very instance: wait, then look again.
 			return t, sleep(ctx, r.cfg.PollInterval+jitter(r.cfg.PollInterval))
 		}
 		return nil, fmt.Errorf("deploy stack instance: %w", err)
