@@ -14,7 +14,9 @@
 # DynamoDB writes, as DynamoDB does, so no other write interleaves.
 #
 # 2. CloudFormation's AWS::KMS::Key passes the standard Key/Value tags to
-#    KMS, which expects TagKey/TagValue, and fails the stack.
+#    KMS, which expects TagKey/TagValue, and fails the stack; and it stores
+#    the KeyPolicy as a JSON object where KMS keeps a string, so every later
+#    call on the key (DescribeKey, ScheduleKeyDeletion) answers 500.
 # 3. CloudFormation does not know AWS::SecretsManager::Secret: it skips it,
 #    its Ref is null, and the tenant stack's IAM policy is then rejected.
 # 4. Lambda reads its code only from a bucket of its own account. In AWS the
@@ -102,12 +104,15 @@ def _install_kms_tags():
     original = Key.create_from_cloudformation_json.__func__
 
     def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
-        props = cloudformation_json.get("Properties", {})
+        props = dict(cloudformation_json.get("Properties", {}))
         tags = props.get("Tags")
         if tags:
-            props = dict(props)
             props["Tags"] = [{"TagKey": t["Key"], "TagValue": t["Value"]} for t in tags if "Key" in t]
-            cloudformation_json = dict(cloudformation_json, Properties=props)
+        if isinstance(props.get("KeyPolicy"), (dict, list)):
+            import json as _json
+
+            props["KeyPolicy"] = _json.dumps(props["KeyPolicy"])
+        cloudformation_json = dict(cloudformation_json, Properties=props)
         return original(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
 
     Key.create_from_cloudformation_json = classmethod(create_from_cloudformation_json)
