@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"html"
 	"io"
 	"maps"
@@ -14,6 +15,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -488,6 +490,10 @@ func writeError(w http.ResponseWriter, c *call, e awsError) {
 		if c.proto == protoREST {
 			ctype = "application/json"
 			w.Header().Set("X-Amzn-ErrorType", e.code)
+		}
+		if c.op.Service == "DynamoDB" {
+			// The DynamoDB client checks every answer's CRC32.
+			w.Header().Set("X-Amz-Crc32", strconv.FormatUint(uint64(crc32.ChecksumIEEE(b)), 10))
 		}
 		w.Header().Set("Content-Type", ctype)
 		w.Header().Set("X-Amzn-RequestId", id)

@@ -141,7 +141,11 @@ func (e *Emulator) Reset(ctx context.Context) (*Org, error) {
 	if err := e.post(ctx, "/moto-api/reset", "", ""); err != nil {
 		return nil, err
 	}
-	return e.Seed(ctx)
+	o, err := e.Seed(ctx)
+	// Once more, so that the proxy's counters and call numbers (which a
+	// Hook sees) start with the caller's first call, not with seeding's.
+	e.Proxy.Reset()
+	return o, err
 }
 
 // EnforceIAM turns on IAM policy enforcement (moto accepts everything by
