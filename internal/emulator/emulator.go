@@ -186,6 +186,7 @@ func (e *Emulator) Stop() {
 	e.stop.Do(func() {
 		if e.server != nil {
 			_ = e.server.Close()
+			e.Proxy.Close()
 		}
 		if e.patchDir != "" {
 			defer os.RemoveAll(e.patchDir)

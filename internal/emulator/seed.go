@@ -133,12 +133,19 @@ func (e *Emulator) Seed(ctx context.Context) (*Org, error) {
 }
 
 // Reset clears all emulator state and seeds it again, returning the new
-// management credentials (reset removes the old IAM user and key).
+// management credentials (reset removes the old IAM user and key). The
+// proxy's faults, hook, counters and pending operations go too, so every
+// test starts from an emulator that injects nothing.
 func (e *Emulator) Reset(ctx context.Context) (*Org, error) {
+	e.Proxy.Reset()
 	if err := e.post(ctx, "/moto-api/reset", "", ""); err != nil {
 		return nil, err
 	}
-	return e.Seed(ctx)
+	o, err := e.Seed(ctx)
+	// Once more, so that the proxy's counters and call numbers (which a
+	// Hook sees) start with the caller's first call, not with seeding's.
+	e.Proxy.Reset()
+	return o, err
 }
 
 // EnforceIAM turns on IAM policy enforcement (moto accepts everything by
