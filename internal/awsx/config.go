@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
@@ -39,6 +40,13 @@ type Options struct {
 	MaxAttempts int
 	// Counter, when set, counts every API call made with the config.
 	Counter *Counter
+	// Standard selects the SDK's standard retry mode instead of adaptive.
+	// Adaptive mode also slows a client's own sending after throttles, which
+	// is right against AWS's account-wide rates; local mode, whose emulated
+	// time runs hundreds of times faster, uses standard mode.
+	Standard bool
+	// MaxBackoff caps the delay between retries; the SDK's 20 s when zero.
+	MaxBackoff time.Duration
 }
 
 // Load returns an aws.Config from the standard chain with silo's retry
@@ -49,12 +57,19 @@ func Load(ctx context.Context, o Options) (aws.Config, error) {
 	if maxAttempts == 0 {
 		maxAttempts = 8
 	}
+	standard := func(s *retry.StandardOptions) {
+		s.MaxAttempts = maxAttempts
+		if o.MaxBackoff > 0 {
+			s.MaxBackoff = o.MaxBackoff
+		}
+	}
 	opts := []func(*config.LoadOptions) error{
 		config.WithRetryer(func() aws.Retryer {
+			if o.Standard {
+				return retry.NewStandard(standard)
+			}
 			return retry.NewAdaptiveMode(func(a *retry.AdaptiveModeOptions) {
-				a.StandardOptions = append(a.StandardOptions, func(s *retry.StandardOptions) {
-					s.MaxAttempts = maxAttempts
-				})
+				a.StandardOptions = append(a.StandardOptions, standard)
 			})
 		}),
 	}

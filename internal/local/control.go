@@ -68,6 +68,9 @@ const EventBus = "silo-events"
 func Wire(ctx context.Context, org *emulator.Org, o ControlOptions, log *slog.Logger) (*Control, error) {
 	opts := org.Options()
 	opts.Counter = o.Counter
+	// Emulated AWS runs hundreds of times faster than AWS (a creation takes
+	// a second, not minutes): retries back off on the same compressed scale.
+	opts.Standard, opts.MaxBackoff = true, 500*time.Millisecond
 	cfg, err := awsx.Load(ctx, opts)
 	if err != nil {
 		return nil, err
