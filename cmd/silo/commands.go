@@ -7,5 +7,6 @@ func commands() []*cobra.Command {
 	return []*cobra.Command{
 		newLocalCmd(),
 		newSynthCmd(),
+		newBenchCmd(),
 	}
 }

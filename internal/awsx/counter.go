@@ -4,6 +4,7 @@ import (
 	"context"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
@@ -19,6 +20,7 @@ type Counter struct {
 	mu       sync.Mutex
 	calls    map[Op]int64
 	attempts map[Op]int64
+	elapsed  map[Op]time.Duration
 }
 
 // Op names one API operation, such as {"DynamoDB", "Query"}.
@@ -28,7 +30,7 @@ func (o Op) String() string { return o.Service + "." + o.Operation }
 
 // NewCounter returns an empty counter.
 func NewCounter() *Counter {
-	return &Counter{calls: map[Op]int64{}, attempts: map[Op]int64{}}
+	return &Counter{calls: map[Op]int64{}, attempts: map[Op]int64{}, elapsed: map[Op]time.Duration{}}
 }
 
 // Attach adds the counting middleware to cfg's API options.
@@ -39,8 +41,14 @@ func (c *Counter) Attach(cfg *aws.Config) {
 func (c *Counter) addMiddleware(stack *middleware.Stack) error {
 	err := stack.Initialize.Add(middleware.InitializeMiddlewareFunc("silo.CountCalls",
 		func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
-			c.add(c.calls, opOf(ctx))
-			return next.HandleInitialize(ctx, in)
+			op := opOf(ctx)
+			c.add(c.calls, op)
+			began := time.Now()
+			out, md, err := next.HandleInitialize(ctx, in)
+			c.mu.Lock()
+			c.elapsed[op] += time.Since(began)
+			c.mu.Unlock()
+			return out, md, err
 		}), middleware.Before)
 	if err != nil {
 		return err
@@ -85,6 +93,8 @@ func (c *Counter) Total() int64 {
 type OpCount struct {
 	Op
 	Calls, Attempts int64
+	// Elapsed is the time spent in the calls, retries included.
+	Elapsed time.Duration
 }
 
 // Snapshot returns every operation seen, sorted by service and operation.
@@ -93,7 +103,7 @@ func (c *Counter) Snapshot() []OpCount {
 	defer c.mu.Unlock()
 	out := make([]OpCount, 0, len(c.calls))
 	for op, n := range c.calls {
-		out = append(out, OpCount{Op: op, Calls: n, Attempts: c.attempts[op]})
+		out = append(out, OpCount{Op: op, Calls: n, Attempts: c.attempts[op], Elapsed: c.elapsed[op]})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
 	return out
@@ -105,4 +115,5 @@ func (c *Counter) Reset() {
 	defer c.mu.Unlock()
 	clear(c.calls)
 	clear(c.attempts)
+	clear(c.elapsed)
 }
