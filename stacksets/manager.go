@@ -75,6 +75,9 @@ type Preferences struct {
 // Options configure a Manager. Quotas and names are configuration, not
 // constants: the zero values get the documented defaults.
 type Options struct {
+	// Accounts, when set, supplies member-account credentials (shared with
+	// the rest of the control plane, so each account is assumed once).
+	Accounts *awsx.Accounts
 	// StackSetName names the tenant app's one stack set ("silo-tenant-app").
 	StackSetName string
 	// Bucket is the artifact bucket (required for Publish).
@@ -163,7 +166,10 @@ func New(cfn cfnAPI, store s3API, members MemberStacks, region string, log *slog
 // administrator account, member stacks are read through
 // OrganizationAccountAccessRole.
 func NewFromConfig(cfg aws.Config, log *slog.Logger, o Options) *Manager {
-	accounts := awsx.NewAccounts(cfg, sts.NewFromConfig(cfg), awsx.AccountsOptions{Partition: o.Partition})
+	accounts := o.Accounts
+	if accounts == nil {
+		accounts = awsx.NewAccounts(cfg, sts.NewFromConfig(cfg), awsx.AccountsOptions{Partition: o.Partition})
+	}
 	store := s3.NewFromConfig(cfg, func(so *s3.Options) { so.UsePathStyle = awsx.Emulated(cfg) })
 	members := func(account, region string) stacksAPI {
 		mc := accounts.Config(account)

@@ -101,6 +101,7 @@ func Wire(ctx context.Context, org *emulator.Org, o ControlOptions, log *slog.Lo
 
 	c.Accounts = awsx.NewAccounts(cfg, sts.NewFromConfig(cfg), awsx.AccountsOptions{})
 	c.StackSets = stacksets.NewFromConfig(cfg, log, stacksets.Options{
+		Accounts:            c.Accounts,
 		Bucket:              "silo-artifacts-" + org.ManagementAccountID,
 		CreateBucket:        true,
 		ManagementAccountID: org.ManagementAccountID,
