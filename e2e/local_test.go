@@ -72,7 +72,7 @@ func TestLocalPlatformLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := registry.New(dynamodb.NewFromConfig(cfg), info.RegistryTable)
-	page, err := reg.List(ctx, registry.StateRequested, registry.ListOptions{})
+	page, err := reg.List(ctx, registry.StateActive, registry.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +82,7 @@ func TestLocalPlatformLifecycle(t *testing.T) {
 	}
 	slices.Sort(ids)
 	if !slices.Equal(ids, []string{"acme", "globex", "initech"}) {
-		t.Errorf("registered tenants = %v", ids)
+		t.Errorf("ACTIVE tenants = %v, want the three demo tenants vended", ids)
 	}
 	ous, err := organizations.NewFromConfig(cfg).ListOrganizationalUnitsForParent(ctx, &organizations.ListOrganizationalUnitsForParentInput{ParentId: &[]string{info.OUs["Tenants"]}[0]})
 	if err != nil {

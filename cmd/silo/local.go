@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -26,8 +27,12 @@ func newLocalCmd() *cobra.Command {
 		Long: `local starts the local AWS emulator (moto_server) behind silo's proxy, seeds
 it as a management account (an IAM user and key, an organization with the
 OUs Tenants/Production, Tenants/Preview, Suspended and Pool), creates the
-tenant registry table, registers three demo tenants, prints how to reach
-everything, and runs until Ctrl-C. No AWS account is needed.
+tenant registry table, applies the guardrail SCPs, publishes the current
+release and its StackSet, and runs the reconciler. It then registers three
+demo tenants and vends each one to ACTIVE (its own account in
+Tenants/Production with the tenant stack deployed into it), showing progress,
+prints how to reach everything, and runs until Ctrl-C. No AWS account is
+needed.
 
 With --ready-file F it writes a JSON object with the emulator endpoint,
 region and management credentials to F once all is ready (and removes it on
@@ -48,6 +53,12 @@ exit). With --exit it stops right after printing the summary.`,
 			defer p.Close()
 			demo, err := registerDemoTenants(ctx, p.Registry)
 			if err != nil {
+				return err
+			}
+			for _, t := range demo {
+				p.Runner.Kick(t.ID)
+			}
+			if demo, err = waitVended(ctx, p.Registry, demo, cmd.ErrOrStderr()); err != nil {
 				return err
 			}
 			if readyFile != "" {
@@ -89,8 +100,7 @@ exit). With --exit it stops right after printing the summary.`,
 	return cmd
 }
 
-// demoTenants are registered by `silo local` so the registry has something
-// to look at. Nothing vends them yet: they stay REQUESTED.
+// demoTenants are registered and vended by `silo local`.
 var demoTenants = []registry.Spec{
 	{ID: "acme", Name: "Acme Corp", Email: "ops@acme.example", Tier: registry.TierEnterprise, Region: "us-east-1"},
 	{ID: "globex", Name: "Globex", Email: "cloud@globex.example", Tier: registry.TierStandard, Region: "eu-west-1"},
@@ -121,21 +131,64 @@ func printLocalSummary(w io.Writer, info local.Info, tenants []*registry.Tenant)
 	}
 	fmt.Fprintf(tw, "registry table\t%s\n", info.RegistryTable)
 	tw.Flush()
-	fmt.Fprintf(w, "\nregistered tenants (nothing vends them yet):\n")
+	fmt.Fprintf(w, "\ntenants:\n")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tTIER\tREGION\tSTATE")
+	fmt.Fprintln(tw, "ID\tNAME\tTIER\tREGION\tSTATE\tACCOUNT\tRELEASE")
 	for _, t := range tenants {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.ID, t.Name, t.Tier, t.Region, t.State)
+		state := string(t.State)
+		if t.Reason != "" {
+			state += " (" + t.Reason + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Name, t.Tier, t.Region, state, t.AccountID, t.AppVersion)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, `
+Each tenant's stack runs in its own account. The emulator cannot serve API
+Gateway, so tenant endpoints are not reachable yet (the local app host comes
+with the signup and local-platform work).
+
 reach the emulator with the AWS CLI:
   export AWS_ACCESS_KEY_ID=%s AWS_SECRET_ACCESS_KEY=%s AWS_DEFAULT_REGION=%s
   aws --endpoint-url %s organizations list-organizational-units-for-parent --parent-id %s
   aws --endpoint-url %s dynamodb query --table-name %s --index-name %s \
-      --key-condition-expression 'gsi1pk = :s' --expression-attribute-values '{":s":{"S":"STATE#REQUESTED"}}'
+      --key-condition-expression 'gsi1pk = :s' --expression-attribute-values '{":s":{"S":"STATE#ACTIVE"}}'
 
 `, info.AccessKeyID, info.SecretAccessKey, info.Region, info.AWSEndpoint, info.OUs["Tenants"], info.AWSEndpoint, info.RegistryTable, registry.IndexByState)
+}
+
+// waitVended shows each tenant's progress until all are ACTIVE or FAILED.
+func waitVended(ctx context.Context, reg *registry.Store, tenants []*registry.Tenant, w io.Writer) ([]*registry.Tenant, error) {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	seen := map[string]registry.State{}
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		done := 0
+		out := make([]*registry.Tenant, 0, len(tenants))
+		for _, t := range tenants {
+			cur, err := reg.Get(ctx, t.ID)
+			if err != nil {
+				return nil, err
+			}
+			if seen[cur.ID] != cur.State {
+				seen[cur.ID] = cur.State
+				fmt.Fprintf(w, "  %-10s %s\n", cur.ID, cur.State)
+			}
+			if cur.State == registry.StateActive || cur.State == registry.StateFailed {
+				done++
+			}
+			out = append(out, cur)
+		}
+		if done == len(tenants) {
+			return out, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("tenants not vended in time: %w", ctx.Err())
+		case <-tick.C:
+		}
+	}
 }
 
 // writeJSONFile writes v atomically, so a reader polling for the file never

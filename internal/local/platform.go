@@ -11,10 +11,9 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-
 	"github.com/silo-saas/silo/internal/awsx"
 	"github.com/silo-saas/silo/internal/emulator"
+	"github.com/silo-saas/silo/internal/vending"
 	"github.com/silo-saas/silo/registry"
 )
 
@@ -44,13 +43,18 @@ type Platform struct {
 	Info     Info
 	Registry *registry.Store
 	Counter  *awsx.Counter
+	Control  *Control
+	Runner   *vending.Runner
 
-	emu *emulator.Emulator
-	log *slog.Logger
+	emu    *emulator.Emulator
+	log    *slog.Logger
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
-// Start brings the platform up: it starts and seeds the emulator and creates
-// the registry table. Close stops it.
+// Start brings the platform up: it starts and seeds the emulator, wires the
+// control plane onto it (registry, guardrails, release, StackSet, bus) and
+// runs the reconciler. Close stops it.
 func Start(ctx context.Context, o Options, log *slog.Logger) (*Platform, error) {
 	began := time.Now()
 	emu, err := emulator.Start(ctx, o.EmulatorLog)
@@ -65,16 +69,19 @@ func Start(ctx context.Context, o Options, log *slog.Logger) (*Platform, error) 
 		return nil, err
 	}
 	log.InfoContext(ctx, "organization seeded", "organization", org.OrganizationID, "management_account", org.ManagementAccountID)
-	cfg, err := org.Config(ctx, p.Counter)
+	p.Control, err = Wire(ctx, org, ControlOptions{Table: o.Table, Counter: p.Counter}, log)
 	if err != nil {
 		p.Close()
 		return nil, err
 	}
-	p.Registry = registry.New(dynamodb.NewFromConfig(cfg), o.Table)
-	if err := p.Registry.EnsureTable(ctx); err != nil {
-		p.Close()
-		return nil, err
-	}
+	p.Registry = p.Control.Registry
+	p.Runner = vending.NewRunner(p.Control.Reconciler, 0)
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	p.cancel, p.done = cancel, make(chan struct{})
+	go func() {
+		defer close(p.done)
+		_ = p.Runner.Run(runCtx, 5*time.Second)
+	}()
 	log.InfoContext(ctx, "registry ready", "table", p.Registry.Table(), "elapsed", time.Since(began).Round(time.Millisecond))
 	p.Info = Info{
 		AWSEndpoint: org.Endpoint, Region: org.Region,
@@ -88,8 +95,13 @@ func Start(ctx context.Context, o Options, log *slog.Logger) (*Platform, error) 
 // Done is closed if the emulator dies under the platform.
 func (p *Platform) Done() <-chan struct{} { return p.emu.Done() }
 
-// Close stops everything the platform started.
+// Close stops everything the platform started: the reconciler first (it
+// waits for it), then the emulator.
 func (p *Platform) Close() {
+	if p.cancel != nil {
+		p.cancel()
+		<-p.done
+	}
 	p.emu.Stop()
 }
 
