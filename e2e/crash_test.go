@@ -11,7 +11,9 @@ import (
 
 	"github.com/aws/smithy-go/middleware"
 
+	"github.com/silo-saas/silo/internal/emulator"
 	"github.com/silo-saas/silo/internal/local"
+	"github.com/silo-saas/silo/internal/vending"
 	"github.com/silo-saas/silo/registry"
 )
 
@@ -159,4 +161,44 @@ func TestTwoReconcilersAtOnce(t *testing.T) {
 			seen[e.Seq] = true
 		}
 	}
+}
+
+// TestClaimsOutlivedByQuotaWaits: two reconcilers, a quota of one creation
+// at a time and claims that expire long before a tenant's turn comes. A
+// reconciler must renew its claim after waiting, so a takeover never makes
+// a second account.
+func TestClaimsOutlivedByQuotaWaits(t *testing.T) {
+	o := local.ControlOptions{ClaimTTL: 200 * time.Millisecond, Quotas: vendingQuota(1)}
+	c := wire(t, o)
+	// Each reconciler has its own quota of one; the proxy refuses nothing,
+	// so a stale claim would turn into a second CreateAccount.
+	emu.Proxy.Configure(emulator.Faults{CreateAccountDelay: 400 * time.Millisecond})
+	defer emu.Proxy.Configure(emulator.Faults{})
+	ids := []string{"q-1", "q-2", "q-3", "q-4"}
+	signup(t, c, ids...)
+	other, err := local.Wire(t.Context(), c.Org, o, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, rc := range []*local.Control{c, other} {
+		for _, id := range ids {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := rc.Reconciler.Drive(ctx, id); err != nil {
+					t.Errorf("drive %s: %v", id, err)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	emu.Proxy.Configure(emulator.Faults{})
+	checkFleet(t, c, ids)
+}
+
+func vendingQuota(n int) vending.Quotas {
+	return vending.Quotas{MaxCreateInProgress: n, CreateRate: 1000, CreateBurst: n}
 }

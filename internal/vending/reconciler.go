@@ -280,6 +280,20 @@ func (r *Reconciler) requestAccount(ctx context.Context, t *registry.Tenant) (*r
 		if err := r.d.Governor.AcquireCreate(ctx, true); err != nil {
 			return nil, err
 		}
+		// Waiting for a slot can outlast the claim, and another reconciler
+		// may then take the tenant over. Renew a claim that is running out
+		// (conditional on the version, so a takeover shows as a conflict)
+		// before creating anything.
+		if claimUntil(t).Sub(r.now()) < r.cfg.ClaimTTL/2 {
+			renewed, err := r.d.Registry.Update(ctx, t, registry.Change{Mutate: func(n *registry.Tenant) {
+				n.Attributes[attrClaimUntil] = r.now().Add(r.cfg.ClaimTTL).Format(time.RFC3339Nano)
+			}})
+			if err != nil {
+				r.d.Governor.ReleaseCreate()
+				return nil, err
+			}
+			t = renewed
+		}
 		out, err := r.d.Org.CreateAccount(ctx, &organizations.CreateAccountInput{
 			AccountName: aws.String(r.cfg.AccountName(t.ID)),
 			Email:       aws.String(r.cfg.Email(t.ID)),
