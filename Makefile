@@ -34,8 +34,9 @@ lint: ## gofmt and go vet
 demo: ## run the platform locally (DEMO_EXIT=1 ends after the summary)
 	$(GO) run ./cmd/silo local $(if $(DEMO_EXIT),--exit)
 
-bench: ## run the benchmarks and print their tables
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+bench: ## run the benchmarks and print their tables (Go benchmarks, then silo bench vend)
+	$(GO) test -run '^$$' -bench . -benchmem ./registry/
+	$(GO) run ./cmd/silo bench vend --tenants 100 --creation 2s --in-progress 5
 
 synth: build ## synthesize both templates into cdk.out/ and refresh stacksets/tenantapp.template.json
 	$(GO) run ./cmd/silo synth --out cdk.out --code-dir $(LAMBDADIR) --commit stacksets/tenantapp.template.json

@@ -2,21 +2,26 @@ package e2e
 
 import (
 	"context"
-	"fmt"
+	"encoding/json"
 	"log/slog"
 	"os"
 	"slices"
+	"sort"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
+	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 	"github.com/aws/aws-sdk-go-v2/service/organizations"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
-	"github.com/silo-saas/silo/internal/awsx"
 	"github.com/silo-saas/silo/internal/emulator"
 	"github.com/silo-saas/silo/internal/local"
+	"github.com/silo-saas/silo/internal/vending"
 	"github.com/silo-saas/silo/registry"
 )
 
@@ -142,12 +147,25 @@ func checkFleet(t *testing.T, c *local.Control, ids []string) {
 
 func TestVendHappyPath(t *testing.T) {
 	c := wire(t, local.ControlOptions{})
+	queue := subscribe(t, c)
 	ids := []string{"alpha", "bravo", "charlie"}
 	signup(t, c, ids...)
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	driveAll(ctx, t, c, ids)
 	checkFleet(t, c, ids)
+
+	// Every tenant's events reached the bus, in order.
+	got := map[string][]string{}
+	for _, e := range drain(ctx, t, c, queue, 3*len(ids)) {
+		got[e.Detail.TenantID] = append(got[e.Detail.TenantID], e.DetailType)
+	}
+	for _, id := range ids {
+		want := []string{"tenant.requested", "tenant.account_created", "tenant.activated"}
+		if !slices.Equal(got[id], want) {
+			t.Errorf("events of %s: %v, want %v", id, got[id], want)
+		}
+	}
 
 	events, err := c.Registry.Events(ctx, "alpha")
 	if err != nil {
@@ -165,5 +183,55 @@ func TestVendHappyPath(t *testing.T) {
 	}
 }
 
-var _ = fmt.Sprint
-var _ = awsx.IsNotFound
+// subscribe routes every silo event on the bus to a new SQS queue.
+func subscribe(t *testing.T, c *local.Control) string {
+	t.Helper()
+	ctx := t.Context()
+	q := sqs.NewFromConfig(c.Config)
+	created, err := q.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("silo-events-test")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	attrs, err := q.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: created.QueueUrl, AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eb := eventbridge.NewFromConfig(c.Config)
+	if _, err := eb.PutRule(ctx, &eventbridge.PutRuleInput{Name: aws.String("all-silo"), EventBusName: aws.String(local.EventBus),
+		EventPattern: aws.String(`{"source":["` + vending.EventSource + `"]}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eb.PutTargets(ctx, &eventbridge.PutTargetsInput{Rule: aws.String("all-silo"), EventBusName: aws.String(local.EventBus),
+		Targets: []ebtypes.Target{{Id: aws.String("queue"), Arn: aws.String(attrs.Attributes["QueueArn"])}}}); err != nil {
+		t.Fatal(err)
+	}
+	return aws.ToString(created.QueueUrl)
+}
+
+type busEvent struct {
+	DetailType string              `json:"detail-type"`
+	Detail     vending.TenantEvent `json:"detail"`
+	Time       time.Time           `json:"time"`
+}
+
+// drain reads n events from the queue, oldest first.
+func drain(ctx context.Context, t *testing.T, c *local.Control, queue string, n int) []busEvent {
+	t.Helper()
+	q := sqs.NewFromConfig(c.Config)
+	var out []busEvent
+	for len(out) < n {
+		msgs, err := q.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(queue), MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
+		if err != nil {
+			t.Fatalf("receive events (%d of %d so far): %v", len(out), n, err)
+		}
+		for _, m := range msgs.Messages {
+			var e busEvent
+			if err := json.Unmarshal([]byte(aws.ToString(m.Body)), &e); err != nil {
+				t.Fatalf("event %s: %v", aws.ToString(m.Body), err)
+			}
+			out = append(out, e)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
+	return out
+}

@@ -12,7 +12,7 @@ import (
 
 func BenchmarkGet(b *testing.B) {
 	ctx := context.Background()
-	f := newFixture(&testing.T{})
+	f := newFixture(b)
 	if _, _, err := f.store.Create(ctx, spec("bench"), "", ""); err != nil {
 		b.Fatal(err)
 	}
@@ -27,7 +27,7 @@ func BenchmarkGet(b *testing.B) {
 
 func BenchmarkCreateAndWalkToActive(b *testing.B) {
 	ctx := context.Background()
-	f := newFixture(&testing.T{})
+	f := newFixture(b)
 	f.counter.Reset()
 	i := 0
 	for b.Loop() {

@@ -33,7 +33,7 @@ type fixture struct {
 }
 
 // newFixture resets the emulator and creates an empty registry table.
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	org := emu.ResetT(t)

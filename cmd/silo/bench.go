@@ -53,6 +53,7 @@ tenant, and quota violations (requests the proxy had to refuse).`,
 	cmd.Flags().DurationVar(&o.CreationTime, "creation", 2*time.Second, "how long each account creation takes")
 	cmd.Flags().DurationVar(&o.StackSetTime, "stackset", 200*time.Millisecond, "how long each StackSet operation runs")
 	cmd.Flags().IntVar(&o.Workers, "workers", 0, "tenants driven at once (default: all)")
+	cmd.Flags().DurationVar(&o.ClaimTTL, "claim-ttl", 2*time.Minute, "the reconciler's claim on an account creation (the production default)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return cmd
 }

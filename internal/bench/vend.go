@@ -32,6 +32,7 @@ type VendOptions struct {
 	CreationTime time.Duration // how long each creation stays IN_PROGRESS
 	StackSetTime time.Duration // how long each StackSet operation runs
 	Workers      int
+	ClaimTTL     time.Duration // the reconciler's claim on a creation (production: 2m)
 }
 
 // VendResult is what the vend benchmark measured.
@@ -81,9 +82,13 @@ func Vend(ctx context.Context, o VendOptions, progress io.Writer) (*VendResult, 
 	c, err := local.Wire(ctx, org, local.ControlOptions{
 		Counter: counter,
 		Quotas:  vending.Quotas{MaxCreateInProgress: o.InProgress, CreateRate: 1000, CreateBurst: o.InProgress},
-		// Poll a creation about 20 times over its life: the lag between AWS
+		// Poll a creation about 40 times over its life: the lag between AWS
 		// finishing and silo noticing is what the ratio pays for.
-		PollInterval: o.CreationTime / 20, MaxPollInterval: o.CreationTime / 20,
+		PollInterval: o.CreationTime / 40, MaxPollInterval: o.CreationTime / 40,
+		// The production claim TTL (local mode shortens it for quick crash
+		// recovery): a claim then outlives the tenant's wait for a quota
+		// slot and needs no renewal on the way to CreateAccount.
+		ClaimTTL: o.ClaimTTL,
 	}, log)
 	if err != nil {
 		return nil, err
