@@ -215,4 +215,3 @@ func bootstrapZip(t *testing.T) []byte {
 	}
 	return buf.Bytes()
 }
-
