@@ -132,19 +132,7 @@ func TestTwoReconcilersAtOnce(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	var wg sync.WaitGroup
-	for _, rc := range []*local.Control{c, other} {
-		for _, id := range ids {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if _, err := rc.Reconciler.Drive(ctx, id); err != nil {
-					t.Errorf("drive %s: %v", id, err)
-				}
-			}()
-		}
-	}
-	wg.Wait()
+	driveTogether(ctx, t, []*local.Control{c, other}, ids)
 	checkFleet(t, c, ids)
 	// No lost update: every version of every tenant has exactly one audit
 	// event or none, and versions have no gaps in the events that exist.
@@ -182,8 +170,20 @@ func TestClaimsOutlivedByQuotaWaits(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
+	driveTogether(ctx, t, []*local.Control{c, other}, ids)
+	emu.Proxy.Configure(emulator.Faults{})
+	checkFleet(t, c, ids)
+}
+
+func vendingQuota(n int) vending.Quotas {
+	return vending.Quotas{MaxCreateInProgress: n, CreateRate: 1000, CreateBurst: n}
+}
+
+// driveTogether drives every tenant from every control plane at once.
+func driveTogether(ctx context.Context, t *testing.T, controls []*local.Control, ids []string) {
+	t.Helper()
 	var wg sync.WaitGroup
-	for _, rc := range []*local.Control{c, other} {
+	for _, rc := range controls {
 		for _, id := range ids {
 			wg.Add(1)
 			go func() {
@@ -195,10 +195,4 @@ func TestClaimsOutlivedByQuotaWaits(t *testing.T) {
 		}
 	}
 	wg.Wait()
-	emu.Proxy.Configure(emulator.Faults{})
-	checkFleet(t, c, ids)
-}
-
-func vendingQuota(n int) vending.Quotas {
-	return vending.Quotas{MaxCreateInProgress: n, CreateRate: 1000, CreateBurst: n}
 }

@@ -13,7 +13,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
-	"github.com/aws/aws-sdk-go-v2/service/organizations"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
@@ -237,8 +236,7 @@ func TestInstanceLifecycle(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	f := setup(ctx, t)
-	org := organizations.NewFromConfig(f.cfg)
-	acctA, acctB := createAccount(ctx, t, org, "tenant-a"), createAccount(ctx, t, org, "tenant-b")
+	acctA, acctB := createAccount(ctx, t, f.org, "tenant-a"), createAccount(ctx, t, f.org, "tenant-b")
 	region := f.org.Region
 
 	rel, err := f.m.Publish(ctx, TenantTemplate(), codeZip(t, "v1"))

@@ -6,11 +6,6 @@ import (
 	"context"
 	"os"
 	"testing"
-	"time"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/organizations"
-	orgtypes "github.com/aws/aws-sdk-go-v2/service/organizations/types"
 
 	"github.com/silo-saas/silo/internal/emulator"
 )
@@ -19,36 +14,14 @@ var emu *emulator.Emulator
 
 func TestMain(m *testing.M) { os.Exit(emulator.RunTests(m, &emu)) }
 
-// createAccount vends a member account and waits until Organizations reports
-// it created (moto answers at once; real AWS takes minutes).
-func createAccount(ctx context.Context, t *testing.T, org *organizations.Client, name string) string {
+// createAccount vends a member account through the emulator's helper.
+func createAccount(ctx context.Context, t *testing.T, o *emulator.Org, name string) string {
 	t.Helper()
-	req, err := org.CreateAccount(ctx, &organizations.CreateAccountInput{
-		AccountName: aws.String(name), Email: aws.String(name + "@example.com"),
-	})
+	id, err := o.NewAccount(ctx, name)
 	if err != nil {
-		t.Fatalf("create account %s: %v", name, err)
+		t.Fatal(err)
 	}
-	id := aws.ToString(req.CreateAccountStatus.Id)
-	delay := 50 * time.Millisecond
-	for {
-		st, err := org.DescribeCreateAccountStatus(ctx, &organizations.DescribeCreateAccountStatusInput{CreateAccountRequestId: aws.String(id)})
-		if err != nil {
-			t.Fatalf("create account %s: %v", name, err)
-		}
-		switch st.CreateAccountStatus.State {
-		case orgtypes.CreateAccountStateSucceeded:
-			return aws.ToString(st.CreateAccountStatus.AccountId)
-		case orgtypes.CreateAccountStateFailed:
-			t.Fatalf("create account %s: %s", name, st.CreateAccountStatus.FailureReason)
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("create account %s: %v", name, ctx.Err())
-		case <-time.After(delay):
-		}
-		delay = min(2*delay, time.Second)
-	}
+	return id
 }
 
 // codeZip is a Lambda deployment package: a zip with an executable named

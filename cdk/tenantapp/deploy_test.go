@@ -16,13 +16,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
-	"github.com/aws/aws-sdk-go-v2/service/organizations"
-	orgtypes "github.com/aws/aws-sdk-go-v2/service/organizations/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/silo-saas/silo/internal/awsx"
+	"github.com/silo-saas/silo/internal/emulator"
 )
 
 // TestDeployIntoMemberAccount deploys the template with plain CloudFormation
@@ -36,8 +35,8 @@ func TestDeployIntoMemberAccount(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	acctA := createAccount(ctx, t, organizations.NewFromConfig(mgmt), "tenant-a")
-	acctB := createAccount(ctx, t, organizations.NewFromConfig(mgmt), "tenant-b")
+	acctA := createAccount(ctx, t, o, "tenant-a")
+	acctB := createAccount(ctx, t, o, "tenant-b")
 	accounts := awsx.NewAccounts(mgmt, sts.NewFromConfig(mgmt), awsx.AccountsOptions{})
 	cfgA, cfgB := accounts.Config(acctA), accounts.Config(acctB)
 
@@ -165,36 +164,14 @@ func inventory(ctx context.Context, t *testing.T, cfg aws.Config) map[string][]s
 	return out
 }
 
-// createAccount vends a member account and waits until Organizations reports
-// it created (moto answers at once; real AWS takes minutes).
-func createAccount(ctx context.Context, t *testing.T, org *organizations.Client, name string) string {
+// createAccount vends a member account through the emulator's helper.
+func createAccount(ctx context.Context, t *testing.T, o *emulator.Org, name string) string {
 	t.Helper()
-	req, err := org.CreateAccount(ctx, &organizations.CreateAccountInput{
-		AccountName: aws.String(name), Email: aws.String(name + "@example.com"),
-	})
+	id, err := o.NewAccount(ctx, name)
 	if err != nil {
-		t.Fatalf("create account %s: %v", name, err)
+		t.Fatal(err)
 	}
-	id := aws.ToString(req.CreateAccountStatus.Id)
-	delay := 50 * time.Millisecond
-	for {
-		st, err := org.DescribeCreateAccountStatus(ctx, &organizations.DescribeCreateAccountStatusInput{CreateAccountRequestId: aws.String(id)})
-		if err != nil {
-			t.Fatalf("create account %s: %v", name, err)
-		}
-		switch st.CreateAccountStatus.State {
-		case orgtypes.CreateAccountStateSucceeded:
-			return aws.ToString(st.CreateAccountStatus.AccountId)
-		case orgtypes.CreateAccountStateFailed:
-			t.Fatalf("create account %s: %s", name, st.CreateAccountStatus.FailureReason)
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("create account %s: %v", name, ctx.Err())
-		case <-time.After(delay):
-		}
-		delay = min(2*delay, time.Second)
-	}
+	return id
 }
 
 // bootstrapZip is a Lambda deployment package: a zip with an executable
