@@ -1,0 +1,153 @@
+// Package api is silo's HTTP API: public signup, tenant status, and the
+// operator endpoints. It is one http.Handler, served by the API Lambda
+// (through the API Gateway proxy adapter) and directly in local mode. HTTP
+// status codes are chosen here and nowhere else: domain packages return
+// sentinel errors, and errors.go maps them.
+package api
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/silo-saas/silo/registry"
+)
+
+// Store is the part of the tenant registry the API uses; *registry.Store
+// satisfies it.
+type Store interface {
+	Create(ctx context.Context, spec registry.Spec, key, actor string) (*registry.Tenant, bool, error)
+	Get(ctx context.Context, id string) (*registry.Tenant, error)
+	List(ctx context.Context, state registry.State, o registry.ListOptions) (*registry.Page, error)
+	Transition(ctx context.Context, t *registry.Tenant, to registry.State, c registry.Change) (*registry.Tenant, error)
+	Update(ctx context.Context, t *registry.Tenant, c registry.Change) (*registry.Tenant, error)
+	Events(ctx context.Context, id string) ([]registry.Event, error)
+}
+
+// Deps are the API's collaborators.
+type Deps struct {
+	Registry Store
+	// Kick asks for a tenant to be driven now (vending.Runner.Kick). It must
+	// not block.
+	Kick func(id string)
+	// Retry restarts a FAILED tenant (vending.Reconciler.Retry).
+	Retry func(ctx context.Context, id, actor, reason string) (*registry.Tenant, error)
+	// Verifier checks operator bearer tokens.
+	Verifier Verifier
+	Log      *slog.Logger
+	// Now is the clock of the rate limiter; time.Now when nil.
+	Now func() time.Time
+}
+
+// Options tune the API.
+type Options struct {
+	// StatusSecret keys the HMAC of status tokens. Required: at least 32
+	// bytes, and the same on every instance serving the API.
+	StatusSecret []byte
+	// BaseURL prefixes the status_url of a signup answer ("https://api.example.com");
+	// the URL is relative when empty.
+	BaseURL string
+	// TrustForwardedFor makes the rate limiter key clients by the first hop
+	// of X-Forwarded-For. Only set it behind a proxy that sets the header.
+	TrustForwardedFor bool
+	// SignupRate is how many signups per second one client may make
+	// (DefaultSignupRate when zero; rate.Inf for no limit), with bursts of
+	// SignupBurst (DefaultSignupBurst when zero).
+	SignupRate  rate.Limit
+	SignupBurst int
+	// MaxBody is the largest request body accepted (DefaultMaxBody when zero).
+	MaxBody int64
+	// MaxClients bounds the rate limiter's memory (DefaultMaxClients when zero).
+	MaxClients int
+}
+
+// Defaults of Options.
+const (
+	DefaultSignupRate  rate.Limit = 0.2 // one every five seconds, sustained
+	DefaultSignupBurst            = 5
+	DefaultMaxBody                = 64 << 10
+	DefaultMaxClients             = 10000
+)
+
+// API is the HTTP API. It is safe for concurrent use.
+type API struct {
+	d      Deps
+	o      Options
+	status statusTokens
+	limits *limiter
+	mux    *http.ServeMux
+	h      http.Handler
+}
+
+// New returns the API.
+func New(d Deps, o Options) (*API, error) {
+	if d.Registry == nil || d.Kick == nil || d.Retry == nil || d.Verifier == nil || d.Log == nil {
+		return nil, errors.New("api: Registry, Kick, Retry, Verifier and Log are required")
+	}
+	if len(o.StatusSecret) < 32 {
+		return nil, errors.New("api: StatusSecret must be at least 32 bytes")
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if o.SignupRate == 0 {
+		o.SignupRate = DefaultSignupRate
+	}
+	if o.SignupBurst == 0 {
+		o.SignupBurst = DefaultSignupBurst
+	}
+	if o.MaxBody == 0 {
+		o.MaxBody = DefaultMaxBody
+	}
+	if o.MaxClients == 0 {
+		o.MaxClients = DefaultMaxClients
+	}
+	a := &API{
+		d: d, o: o,
+		status: statusTokens{secret: o.StatusSecret},
+		limits: newLimiter(o.SignupRate, o.SignupBurst, o.MaxClients),
+		mux:    http.NewServeMux(),
+	}
+	a.routes()
+	a.h = a.withRequest(a.mux)
+	return a, nil
+}
+
+// ServeHTTP serves the API.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.h.ServeHTTP(w, r) }
+
+// route is one path with a handler per method. Methods are dispatched here
+// rather than by ServeMux patterns so that a wrong method gets a JSON 405.
+type route map[string]http.HandlerFunc
+
+func (rt route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h, ok := rt[r.Method]
+	if !ok {
+		allow := ""
+		for m := range rt {
+			if allow != "" {
+				allow += ", "
+			}
+			allow += m
+		}
+		w.Header().Set("Allow", allow)
+		writeError(r.Context(), w, errMethod)
+		return
+	}
+	h(w, r)
+}
+
+func (a *API) routes() {
+	a.mux.Handle("/v1/signup", route{http.MethodPost: a.signup})
+	a.mux.Handle("/v1/tenants", route{http.MethodGet: a.listTenants})
+	a.mux.Handle("/v1/tenants/{id}", route{http.MethodGet: a.getTenant})
+	a.mux.Handle("/v1/tenants/{id}/events", route{http.MethodGet: a.tenantEvents})
+	a.mux.Handle("/v1/tenants/{id}/{action}", route{http.MethodPost: a.tenantAction})
+	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(r.Context(), w, errRoute)
+	})
+}

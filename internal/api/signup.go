@@ -1,0 +1,216 @@
+package api
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/silo-saas/silo/registry"
+)
+
+// SignupRequest is the body of POST /v1/signup. Unknown fields are refused.
+type SignupRequest struct {
+	Name   string `json:"name"`
+	Email  string `json:"email"`
+	Tier   string `json:"tier"`
+	Region string `json:"region"`
+}
+
+// SignupResponse is the 202 answer to a signup, and to each replay of it.
+type SignupResponse struct {
+	TenantID    string         `json:"tenant_id"`
+	State       registry.State `json:"state"`
+	StatusURL   string         `json:"status_url"`
+	StatusToken string         `json:"status_token"`
+}
+
+// IdempotencyKeyHeader names the header every signup must carry.
+const IdempotencyKeyHeader = "Idempotency-Key"
+
+// ReplayedHeader is "true" on a signup answer that replays an earlier one.
+const ReplayedHeader = "Idempotent-Replayed"
+
+// decodeJSON reads exactly one JSON object of type T from r's body, with
+// unknown fields refused and the size bounded by max.
+func decodeJSON[T any](w http.ResponseWriter, r *http.Request, max int64) (T, error) {
+	var v T
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || mt != "application/json" {
+			return v, fail(http.StatusUnsupportedMediaType, CodeUnsupportedMedia, "send the body as application/json")
+		}
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return v, fail(http.StatusRequestEntityTooLarge, CodeBodyTooLarge, "the body is larger than %d bytes", max)
+		}
+		return v, fail(http.StatusBadRequest, CodeInvalidRequest, "the body could not be read")
+	}
+	return decodeBody[T](body)
+}
+
+// decodeBody is decodeJSON's parsing half, separate so it can be fuzzed.
+func decodeBody[T any](body []byte) (T, error) {
+	var v T
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&v); err != nil {
+		return v, fail(http.StatusBadRequest, CodeInvalidJSON, "%s", jsonProblem(err))
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return v, fail(http.StatusBadRequest, CodeInvalidJSON, "the body has data after the JSON object")
+	}
+	return v, nil
+}
+
+// jsonProblem describes a decoding error without echoing the body.
+func jsonProblem(err error) string {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.Is(err, io.EOF):
+		return "the body is empty; send a JSON object"
+	case errors.As(err, &syn):
+		return fmt.Sprintf("malformed JSON at byte %d", syn.Offset)
+	case errors.As(err, &typ):
+		if typ.Field != "" {
+			return fmt.Sprintf("field %s must be a %s", typ.Field, typ.Type)
+		}
+		return "the body must be a JSON object"
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return "unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field ")
+	}
+	return "malformed JSON"
+}
+
+// signup registers a tenant. Order of checks: rate limit, idempotency key,
+// body, then the registry. A refused request writes nothing.
+func (a *API) signup(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	if ok, wait := a.limits.allow(clientKey(r, a.o.TrustForwardedFor), a.d.Now()); !ok {
+		w.Header().Set("Retry-After", retryAfter(wait))
+		writeError(ctx, w, fail(http.StatusTooManyRequests, CodeRateLimited, "too many signups from this client; retry later"))
+		return
+	}
+	key := r.Header.Get(IdempotencyKeyHeader)
+	if key == "" {
+		writeError(ctx, w, fail(http.StatusBadRequest, CodeIdempotencyKeyMissing, "the %s header is required", IdempotencyKeyHeader))
+		return
+	}
+	if err := registry.ValidateIdempotencyKey(key); err != nil {
+		writeError(ctx, w, fail(http.StatusBadRequest, CodeInvalidRequest, "%s header %s", IdempotencyKeyHeader, problemOf(err)))
+		return
+	}
+	req, err := decodeJSON[SignupRequest](w, r, a.o.MaxBody)
+	if err != nil {
+		writeError(ctx, w, err)
+		return
+	}
+	t, created, err := a.create(r, req, key)
+	if err != nil {
+		writeError(ctx, w, err)
+		return
+	}
+	if created {
+		logger(ctx).InfoContext(ctx, "tenant signed up", "tenant", t.ID)
+		a.d.Kick(t.ID)
+	} else {
+		w.Header().Set(ReplayedHeader, "true")
+	}
+	statusURL := strings.TrimSuffix(a.o.BaseURL, "/") + "/v1/tenants/" + t.ID
+	w.Header().Set("Location", statusURL)
+	writeJSON(w, http.StatusAccepted, SignupResponse{
+		TenantID: t.ID, State: t.State, StatusURL: statusURL, StatusToken: a.status.mint(t.ID),
+	})
+}
+
+// create calls the registry with a derived id. A fresh random suffix per
+// attempt is fine: the registry's replay ignores the id. An id collision
+// (the same name twice, and an unlucky suffix) is retried with another.
+func (a *API) create(r *http.Request, req SignupRequest, key string) (*registry.Tenant, bool, error) {
+	spec := registry.Spec{Name: req.Name, Email: req.Email, Tier: registry.Tier(req.Tier), Region: req.Region, Kind: registry.KindTenant}
+	for attempt := 0; ; attempt++ {
+		spec.ID = tenantID(req.Name)
+		t, created, err := a.d.Registry.Create(r.Context(), spec, key, "signup")
+		switch {
+		case err == nil:
+			return t, created, nil
+		case errors.Is(err, registry.ErrAlreadyExists) && attempt < 3:
+			continue
+		case errors.Is(err, registry.ErrConflict):
+			return nil, false, fail(http.StatusConflict, CodeIdempotencyConflict,
+				"this %s was already used for a different signup; use a new key for a new signup", IdempotencyKeyHeader)
+		case errors.Is(err, registry.ErrInvalid):
+			fields := fieldProblems(err)
+			return nil, false, &apiError{status: http.StatusUnprocessableEntity, code: CodeValidation, message: fieldsMessage(fields), fields: fields}
+		}
+		return nil, false, err
+	}
+}
+
+func problemOf(err error) string {
+	var fe *registry.FieldError
+	if errors.As(err, &fe) {
+		return fe.Problem
+	}
+	return "is invalid"
+}
+
+// Tenant ids are a slug of the name plus "-" and a random suffix, within
+// registry.ValidateID's 3–40 characters.
+const (
+	suffixLen  = 6
+	maxSlugLen = 40 - 1 - suffixLen
+)
+
+const suffixAlphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+
+func tenantID(name string) string {
+	return slug(name) + "-" + randomSuffix()
+}
+
+// slug keeps ASCII letters and digits of name, lowercased, with runs of
+// anything else turned into one hyphen. A name with nothing usable becomes
+// "tenant".
+func slug(name string) string {
+	var b strings.Builder
+	hyphen := false
+	for _, r := range strings.ToLower(name) {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			if hyphen && b.Len() > 0 {
+				b.WriteByte('-')
+			}
+			hyphen = false
+			b.WriteRune(r)
+			if b.Len() >= maxSlugLen {
+				break
+			}
+			continue
+		}
+		hyphen = true
+	}
+	s := strings.Trim(b.String(), "-")
+	if len(s) > maxSlugLen {
+		s = strings.TrimRight(s[:maxSlugLen], "-")
+	}
+	if s == "" {
+		s = "tenant"
+	}
+	return s
+}
+
+func randomSuffix() string {
+	b := make([]byte, suffixLen)
+	_, _ = rand.Read(b) // never fails (crypto/rand)
+	for i := range b {
+		b[i] = suffixAlphabet[int(b[i])%len(suffixAlphabet)]
+	}
+	return string(b)
+}
