@@ -1,0 +1,87 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/silo-saas/silo/registry"
+)
+
+// FuzzDecodeSignup: decoding a signup body never panics; it either yields a
+// request that survives a round trip, or a 400 invalid_json whose message
+// does not echo the body.
+func FuzzDecodeSignup(f *testing.F) {
+	for _, seed := range []string{
+		goodBody,
+		`{}`,
+		``,
+		`null`,
+		`[]`,
+		`"name"`,
+		`{"name":"A"}{"name":"B"}`,
+		`{"name":"A"} `,
+		`{"name":"A",}`,
+		`{"name":"\u0000\ud800"}`,
+		`{"name":1e999}`,
+		`{"name":"A","extra":1}`,
+		`{"NAME":"case folded"}`,
+		`{"name":{"nested":true}}`,
+		"\xef\xbb\xbf{}",
+		"{\"name\":\"\xff\xfe\"}",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		got, err := decodeBody[SignupRequest](body)
+		if err != nil {
+			var ae *apiError
+			if !errors.As(err, &ae) || ae.status != http.StatusBadRequest || ae.code != CodeInvalidJSON {
+				t.Fatalf("error %v is not a 400 invalid_json", err)
+			}
+			if len(body) > 8 && len(ae.message) > 0 && strings.Contains(ae.message, string(body)) {
+				t.Fatalf("message %q echoes the body", ae.message)
+			}
+			return
+		}
+		again, err := json.Marshal(got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := decodeBody[SignupRequest](again)
+		if err != nil {
+			t.Fatalf("re-encoded request %s does not decode: %v", again, err)
+		}
+		if diff := cmp.Diff(got, back); diff != "" {
+			t.Fatalf("round trip (-first +second):\n%s", diff)
+		}
+	})
+}
+
+func TestSlug(t *testing.T) {
+	tests := []struct{ name, want string }{
+		{"Acme Corp", "acme-corp"},
+		{"  --Acme   Corp!!  ", "acme-corp"},
+		{"Ünïcødé GmbH", "n-c-d-gmbh"},
+		{"日本", "tenant"},
+		{"", "tenant"},
+		{"A", "a"},
+		{"The Quite Extraordinarily Long Company Name International", "the-quite-extraordinarily-long-co"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := slug(tc.name)
+			if got != tc.want {
+				t.Errorf("slug(%q) = %q, want %q", tc.name, got, tc.want)
+			}
+			id := tenantID(tc.name)
+			if err := registry.ValidateID(id); err != nil {
+				t.Errorf("tenant id %q: %v", id, err)
+			}
+		})
+	}
+}

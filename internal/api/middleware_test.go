@@ -1,0 +1,78 @@
+package api
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/silo-saas/silo/registry"
+)
+
+func TestRequestIDAndInternalErrors(t *testing.T) {
+	f := newFixture(t, Options{})
+	// A registry on a table that does not exist: every read fails inside.
+	broken := newAPI(t, registry.New(f.db, "no-such-table"), f.db, Options{})
+	viewer := bearerH(broken.token(t, "vic", RoleViewer))
+
+	tests := []struct {
+		name     string
+		incoming string
+		wantKept bool
+	}{
+		{"sane incoming id is kept", "req-123.abc:1_x", true},
+		{"no incoming id", "", false},
+		{"id with spaces", "a b", false},
+		{"id with a newline", "a\nlevel=ERROR", false},
+		{"overlong id", strings.Repeat("a", 129), false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := map[string]string{}
+			for k, v := range viewer {
+				h[k] = v
+			}
+			if tc.incoming != "" {
+				h[RequestIDHeader] = tc.incoming
+			}
+			r := broken.do(t, req{method: "GET", path: "/v1/tenants/acme-corp-abc123", header: h})
+			id := r.header.Get(RequestIDHeader)
+			switch {
+			case tc.wantKept && id != tc.incoming:
+				t.Errorf("request id %q, want the incoming %q", id, tc.incoming)
+			case !tc.wantKept && (!saneRequestID(id) || id == tc.incoming):
+				t.Errorf("request id %q, want a fresh one", id)
+			}
+			if r.status != 500 || r.errorCode(t) != CodeInternal {
+				t.Fatalf("%d %s, want 500 internal", r.status, r.body)
+			}
+			b := decode[ErrorBody](t, r)
+			if want := "internal error (request id " + id + ")"; b.Error.Message != want {
+				t.Errorf("message %q, want %q", b.Error.Message, want)
+			}
+			for _, leak := range []string{"no-such-table", "ResourceNotFound", "dynamodb", "DynamoDB"} {
+				if strings.Contains(string(r.body), leak) {
+					t.Errorf("500 body %s leaks %q", r.body, leak)
+				}
+			}
+		})
+	}
+
+	// Every log line of a request carries its id; the cause is in the log.
+	var lines, withCause int
+	for _, l := range strings.Split(strings.TrimSpace(broken.logs.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("log line %q: %v", l, err)
+		}
+		lines++
+		if id, _ := m["request_id"].(string); !saneRequestID(id) {
+			t.Errorf("log line without a request id: %s", l)
+		}
+		if e, _ := m["error"].(string); strings.Contains(e, "no-such-table") || strings.Contains(e, "ResourceNotFound") {
+			withCause++
+		}
+	}
+	if lines == 0 || withCause != len(tests) {
+		t.Errorf("%d log lines, %d with the cause; want the cause once per request (%d)", lines, withCause, len(tests))
+	}
+}
