@@ -68,7 +68,7 @@ const (
 // JWTVerifier verifies RS256 operator tokens, as minted by internal/issuer
 // with a "role" claim and the Audience.
 type JWTVerifier struct {
-	keys   func(kid string) (*rsa.PublicKey, error)
+	key    *rsa.PublicKey
 	parser *jwt.Parser
 }
 
@@ -105,21 +105,15 @@ func NewJWTVerifier(cfg JWTConfig) (*JWTVerifier, error) {
 	if cfg.Now != nil {
 		opts = append(opts, jwt.WithTimeFunc(cfg.Now))
 	}
-	key := cfg.Key
-	return &JWTVerifier{
-		keys:   func(string) (*rsa.PublicKey, error) { return key, nil },
-		parser: jwt.NewParser(opts...),
-	}, nil
+	return &JWTVerifier{key: cfg.Key, parser: jwt.NewParser(opts...)}, nil
 }
 
 // Verify checks the token's signature, issuer, audience and times, and
 // returns its subject and role. A token without a known role is refused.
 func (v *JWTVerifier) Verify(_ context.Context, token string) (Principal, error) {
 	claims := jwt.MapClaims{}
-	_, err := v.parser.ParseWithClaims(token, claims, func(t *jwt.Token) (any, error) {
-		kid, _ := t.Header["kid"].(string)
-		return v.keys(kid)
-	})
+	// One key: the kid is not consulted (the signature decides).
+	_, err := v.parser.ParseWithClaims(token, claims, func(*jwt.Token) (any, error) { return v.key, nil })
 	if errors.Is(err, jwt.ErrTokenExpired) {
 		return Principal{}, ErrTokenExpired
 	}

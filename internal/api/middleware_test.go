@@ -2,8 +2,10 @@ package api
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/silo-saas/silo/registry"
 )
@@ -74,5 +76,43 @@ func TestRequestIDAndInternalErrors(t *testing.T) {
 	}
 	if lines == 0 || withCause != len(tests) {
 		t.Errorf("%d log lines, %d with the cause; want the cause once per request (%d)", lines, withCause, len(tests))
+	}
+}
+
+func TestClientKey(t *testing.T) {
+	tests := []struct {
+		name, remote, xff string
+		trust             bool
+		want              string
+	}{
+		{"server address", "192.0.2.1:5555", "", false, "192.0.2.1"},
+		{"lambda adapter's bare ip", "192.0.2.1", "", false, "192.0.2.1"},
+		{"ipv6", "[2001:db8::1]:443", "", false, "2001:db8::1"},
+		{"untrusted forwarded-for is ignored", "192.0.2.1:1", "198.51.100.7", false, "192.0.2.1"},
+		{"trusted first hop", "192.0.2.1:1", " 198.51.100.7 , 10.0.0.1", true, "198.51.100.7"},
+		{"mapped ipv4", "192.0.2.1:1", "::ffff:198.51.100.7", true, "198.51.100.7"},
+		{"garbage forwarded-for falls back", "192.0.2.1:1", "not-an-ip, 10.0.0.1", true, "192.0.2.1"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptestRequest(req{method: "POST", path: "/v1/signup", header: map[string]string{}}, tc.remote)
+			if tc.xff != "" {
+				r.Header.Set("X-Forwarded-For", tc.xff)
+			}
+			if got := clientKey(r, tc.trust); got != tc.want {
+				t.Errorf("clientKey = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestLimiterMemoryIsBounded(t *testing.T) {
+	l := newLimiter(1, 1, 100)
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := range 1000 {
+		l.allow(fmt.Sprintf("client-%d", i), now)
+	}
+	if n := len(l.clients); n > 100 {
+		t.Errorf("limiter tracks %d clients, want at most 100", n)
 	}
 }
