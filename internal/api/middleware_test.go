@@ -116,3 +116,20 @@ func TestLimiterMemoryIsBounded(t *testing.T) {
 		t.Errorf("limiter tracks %d clients, want at most 100", n)
 	}
 }
+
+func TestPanicIsAGeneric500(t *testing.T) {
+	f := newFixture(t, Options{})
+	f.api.d.Kick = func(string) { panic("kick exploded: secret detail") }
+	r := f.do(t, signupReq("panic-1", goodBody))
+	if r.status != 500 || r.errorCode(t) != CodeInternal || strings.Contains(string(r.body), "secret") {
+		t.Errorf("%d %s, want a generic 500", r.status, r.body)
+	}
+	if !strings.Contains(f.logs.String(), "kick exploded") {
+		t.Error("the panic is not in the log")
+	}
+	// The tenant was created before the panic: a retry replays it.
+	f.api.d.Kick = f.calls.kick
+	if r := f.do(t, signupReq("panic-1", goodBody)); r.status != 202 || r.header.Get(ReplayedHeader) != "true" {
+		t.Errorf("retry after the 500: %d %s, want a 202 replay", r.status, r.body)
+	}
+}
