@@ -8,5 +8,7 @@ func commands() []*cobra.Command {
 		newLocalCmd(),
 		newSynthCmd(),
 		newBenchCmd(),
+		newSignupCmd(),
+		newTenantsCmd(),
 	}
 }

@@ -1,0 +1,140 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Client talks to the silo API over HTTP: the CLI uses it, against local
+// mode and against AWS alike.
+type Client struct {
+	base  string
+	token string
+	hc    *http.Client
+}
+
+// NewClient returns a client of the API at base (for example
+// http://127.0.0.1:8080) that sends token as its bearer token, if set.
+func NewClient(base, token string) (*Client, error) {
+	u, err := url.Parse(strings.TrimRight(base, "/"))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("api address %q is not an http(s) URL", base)
+	}
+	return &Client{base: u.String(), token: token, hc: &http.Client{Timeout: 30 * time.Second}}, nil
+}
+
+// Error is an error answer of the API.
+type Error struct {
+	Status int
+	ErrorDetail
+	RequestID string
+}
+
+func (e *Error) Error() string {
+	msg := fmt.Sprintf("%s (%d %s)", e.Message, e.Status, e.Code)
+	for _, f := range e.Fields {
+		msg += fmt.Sprintf("; %s: %s", f.Field, f.Problem)
+	}
+	return msg
+}
+
+// Signup signs a new tenant up under an idempotency key.
+func (c *Client) Signup(ctx context.Context, req SignupRequest, key string) (*SignupResponse, error) {
+	var out SignupResponse
+	err := c.do(ctx, http.MethodPost, "/v1/signup", req, map[string]string{IdempotencyKeyHeader: key}, &out)
+	return &out, err
+}
+
+// Tenant reads one tenant (with an operator token or its status token).
+func (c *Client) Tenant(ctx context.Context, id string) (*TenantView, error) {
+	var out TenantView
+	err := c.do(ctx, http.MethodGet, "/v1/tenants/"+url.PathEscape(id), nil, nil, &out)
+	return &out, err
+}
+
+// Tenants lists a page of tenants in a state.
+func (c *Client) Tenants(ctx context.Context, state string, limit int, cursor string) (*TenantList, error) {
+	q := url.Values{"state": {state}}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	if cursor != "" {
+		q.Set("cursor", cursor)
+	}
+	var out TenantList
+	err := c.do(ctx, http.MethodGet, "/v1/tenants?"+q.Encode(), nil, nil, &out)
+	return &out, err
+}
+
+// Events reads a tenant's audit history.
+func (c *Client) Events(ctx context.Context, id string) (*EventList, error) {
+	var out EventList
+	err := c.do(ctx, http.MethodGet, "/v1/tenants/"+url.PathEscape(id)+"/events", nil, nil, &out)
+	return &out, err
+}
+
+// Action runs an operator action (suspend, resume, retry, redeploy,
+// decommission) with a reason.
+func (c *Client) Action(ctx context.Context, id, action, reason string) (*TenantView, error) {
+	var out TenantView
+	err := c.do(ctx, http.MethodPost, "/v1/tenants/"+url.PathEscape(id)+"/"+url.PathEscape(action), ActionRequest{Reason: reason}, nil, &out)
+	return &out, err
+}
+
+func (c *Client) do(ctx context.Context, method, path string, body any, headers map[string]string, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if err != nil {
+		return fmt.Errorf("%s %s: read answer: %w", method, path, err)
+	}
+	if resp.StatusCode >= 300 {
+		e := &Error{Status: resp.StatusCode, RequestID: resp.Header.Get(RequestIDHeader)}
+		var eb ErrorBody
+		if json.Unmarshal(b, &eb) == nil && eb.Error.Code != "" {
+			e.ErrorDetail = eb.Error
+		} else {
+			e.Code, e.Message = "http_error", strings.TrimSpace(string(b))
+		}
+		return e
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
+	}
+	return nil
+}
