@@ -44,6 +44,10 @@ type ControlOptions struct {
 	Counter *awsx.Counter
 	// AllowedRegions for the guardrails; every known region when empty.
 	AllowedRegions []string
+	// JWTIssuer and JWTAudience are the release parameters naming the
+	// issuer of the tenant apps' tokens; placeholders when empty (local.Start
+	// sets them to its own issuer).
+	JWTIssuer, JWTAudience string
 }
 
 // Control is silo's control plane wired onto a seeded emulator: the same
@@ -140,8 +144,8 @@ func Wire(ctx context.Context, org *emulator.Org, o ControlOptions, log *slog.Lo
 		SuspendedOU:       org.OUs[emulator.OUSuspended],
 		SiloOUs:           []string{org.OUs[emulator.OUProduction], org.OUs[emulator.OUPreview], org.OUs[emulator.OUSuspended], org.OUs[emulator.OUPool]},
 		Release:           vending.Release{Version: c.Release.ID, CodeBucket: c.Release.CodeBucket, CodeKey: c.Release.CodeKey},
-		JWTIssuer:         "https://issuer.silo.local/",
-		JWTAudience:       "silo-tenant-app",
+		JWTIssuer:         orString(o.JWTIssuer, "https://issuer.silo.local/"),
+		JWTAudience:       orString(o.JWTAudience, "silo-tenant-app"),
 		PollInterval:      or(o.PollInterval, 100*time.Millisecond),
 		MaxPollInterval:   or(o.MaxPollInterval, time.Second),
 		ReadinessTimeout:  or(o.ReadinessTimeout, 2*time.Minute),
@@ -185,6 +189,13 @@ func localCode() ([]byte, error) {
 func or(d, def time.Duration) time.Duration {
 	if d > 0 {
 		return d
+	}
+	return def
+}
+
+func orString(s, def string) string {
+	if s != "" {
+		return s
 	}
 	return def
 }
