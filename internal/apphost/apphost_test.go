@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -18,6 +19,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/silo-saas/silo/internal/apphost"
@@ -272,4 +275,51 @@ func memberDynamo(c *local.Control, t *registry.Tenant) *dynamodb.Client {
 	cfg := c.Accounts.Config(t.AccountID)
 	cfg.Region = t.Region
 	return dynamodb.NewFromConfig(cfg)
+}
+
+// TestRefreshAndClose checks that a new release is served at the same URL,
+// and that Close stops every app and the host.
+func TestRefreshAndClose(t *testing.T) {
+	f := newFixture(t)
+	tn := f.vend(t, map[string]string{"delta": "us-west-2"})["delta"]
+	ctx := t.Context()
+
+	// A new release changes the function's environment, as a stack update
+	// would; the reconciler then asks for the endpoint again.
+	cfg := f.c.Accounts.Config(tn.AccountID)
+	cfg.Region = tn.Region
+	fn := lambda.NewFromConfig(cfg)
+	name := aws.String(apphost.FunctionName(tn.ID))
+	got, err := fn.GetFunctionConfiguration(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := maps.Clone(got.Environment.Variables)
+	env[tenantapp.EnvVersion] = "v-next"
+	if _, err := fn.UpdateFunctionConfiguration(ctx, &lambda.UpdateFunctionConfigurationInput{
+		FunctionName: name, Environment: &lambdatypes.Environment{Variables: env},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	url, err := f.host.Endpoint(ctx, tn, nil)
+	if err != nil || url != tn.Endpoint {
+		t.Fatalf("Endpoint after a release = %q, %v; want the same URL %s", url, err, tn.Endpoint)
+	}
+	var h tenantapp.Health
+	r := do(t, "GET", url+"/health", "", nil)
+	r.json(t, &h)
+	if r.status != http.StatusOK || h.Version != "v-next" {
+		t.Errorf("health after a release: %d %s, want version v-next", r.status, r.body)
+	}
+
+	f.host.Close()
+	if _, err := http.Get(url + "/health"); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("GET after Close: err %v, want connection refused", err)
+	}
+	if _, err := f.host.Endpoint(ctx, tn, nil); !errors.Is(err, apphost.ErrClosed) {
+		t.Errorf("Endpoint after Close: err %v, want ErrClosed", err)
+	}
+	if got := f.host.Serving(); len(got) != 0 {
+		t.Errorf("Serving() after Close = %v, want none", got)
+	}
 }
