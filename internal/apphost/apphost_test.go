@@ -74,7 +74,8 @@ func newFixture(t *testing.T) *fixture {
 		apphost.Config{Issuer: iss.URL(), Audience: iss.Audience(), JWKSURL: iss.JWKSURL()}, log)
 	t.Cleanup(host.Close)
 	c, err := local.Wire(ctx, org, local.ControlOptions{
-		Endpoint: host.Endpoint, JWTIssuer: iss.URL(), JWTAudience: iss.Audience(),
+		Endpoint: host.Endpoint, Unserve: func(id string) { host.Stop(id) },
+		JWTIssuer: iss.URL(), JWTAudience: iss.Audience(),
 	}, log)
 	if err != nil {
 		t.Fatal(err)
@@ -321,5 +322,28 @@ func TestRefreshAndClose(t *testing.T) {
 	}
 	if got := f.host.Serving(); len(got) != 0 {
 		t.Errorf("Serving() after Close = %v, want none", got)
+	}
+}
+
+// TestDecommissionStopsServing checks that local wiring stops a tenant's app
+// once the reconciler has decommissioned it, and leaves the others serving.
+func TestDecommissionStopsServing(t *testing.T) {
+	f := newFixture(t)
+	tenants := f.vend(t, map[string]string{"leaving": "us-east-1", "staying": "us-east-1"})
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	tn := tenants["leaving"]
+	if _, err := f.c.Registry.Transition(ctx, tn, registry.StateDecommissioning, registry.Change{Actor: "operator:test", Reason: "contract ended"}); err != nil {
+		t.Fatal(err)
+	}
+	done, err := f.c.Reconciler.Drive(ctx, "leaving")
+	if err != nil || done.State != registry.StateClosed {
+		t.Fatalf("decommission: %+v, %v", done, err)
+	}
+	if _, err := http.Get(tn.Endpoint + "/health"); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("GET after decommission: err %v, want connection refused", err)
+	}
+	if r := do(t, "GET", tenants["staying"].Endpoint+"/health", "", nil); r.status != http.StatusOK {
+		t.Errorf("the other tenant after the decommission: %d %s", r.status, r.body)
 	}
 }

@@ -48,6 +48,9 @@ type ControlOptions struct {
 	// issuer of the tenant apps' tokens; placeholders when empty (local.Start
 	// sets them to its own issuer).
 	JWTIssuer, JWTAudience string
+	// Unserve, when set, is told each tenant that is decommissioned, so
+	// whatever serves its endpoint (the local app host) stops.
+	Unserve func(tenantID string)
 }
 
 // Control is silo's control plane wired onto a seeded emulator: the same
@@ -161,7 +164,7 @@ func Wire(ctx context.Context, org *emulator.Org, o ControlOptions, log *slog.Lo
 		Readiness: vending.NewReadiness(c.Accounts),
 		Cleaner:   vending.NewCleaner(c.Accounts, 7, log),
 		Endpoint:  o.Endpoint,
-		Events:    vending.NewBus(eb, EventBus, log),
+		Events:    unserving{next: vending.NewBus(eb, EventBus, log), unserve: o.Unserve},
 		Governor:  o.Governor,
 		Log:       log,
 	})
@@ -198,4 +201,19 @@ func orString(s, def string) string {
 		return s
 	}
 	return def
+}
+
+// unserving passes events on, and stops serving a tenant once it is
+// decommissioned: the reconciler's events are its only word on that, and
+// in AWS the stack's removal takes the endpoint with it.
+type unserving struct {
+	next    vending.Publisher
+	unserve func(tenantID string)
+}
+
+func (u unserving) Publish(ctx context.Context, kind string, t *registry.Tenant) {
+	if kind == "tenant.decommissioned" && u.unserve != nil {
+		u.unserve(t.ID)
+	}
+	u.next.Publish(ctx, kind, t)
 }

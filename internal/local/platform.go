@@ -105,7 +105,8 @@ func Start(ctx context.Context, o Options, log *slog.Logger) (*Platform, error) 
 		apphost.Config{Issuer: p.Issuer.URL(), Audience: p.Issuer.Audience(), JWKSURL: p.Issuer.JWKSURL()}, log)
 	p.Control, err = Wire(ctx, org, ControlOptions{
 		Table: o.Table, Counter: p.Counter,
-		Endpoint: p.Host.Endpoint, JWTIssuer: p.Issuer.URL(), JWTAudience: p.Issuer.Audience(),
+		Endpoint: p.Host.Endpoint, Unserve: func(id string) { p.Host.Stop(id) },
+		JWTIssuer: p.Issuer.URL(), JWTAudience: p.Issuer.Audience(),
 	}, log)
 	if err != nil {
 		p.Close()
