@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/silo-saas/silo/internal/awsx"
 	"github.com/silo-saas/silo/internal/local"
+	"github.com/silo-saas/silo/internal/tenantapp"
 	"github.com/silo-saas/silo/registry"
 )
 
@@ -79,6 +81,14 @@ func TestLocalPlatformLifecycle(t *testing.T) {
 	var ids []string
 	for _, tn := range page.Tenants {
 		ids = append(ids, tn.ID)
+		checkHealthy(ctx, t, tn)
+	}
+	if info.Issuer == "" {
+		t.Error("ready file lacks the issuer URL")
+	} else if resp, err := http.Get(info.Issuer + "/.well-known/jwks.json"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("issuer's JWKS: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
 	}
 	slices.Sort(ids)
 	if !slices.Equal(ids, []string{"acme", "globex", "initech"}) {
@@ -118,10 +128,30 @@ func TestLocalPlatformLifecycle(t *testing.T) {
 	if _, err := os.Stat(ready); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("ready file left behind: %v", err)
 	}
-	for _, want := range []string{"AWS endpoint", info.AWSEndpoint, "registry table", "acme"} {
+	for _, want := range []string{"AWS endpoint", info.AWSEndpoint, "registry table", "acme", "ENDPOINT", "token issuer", info.Issuer} {
 		if !strings.Contains(printed.String(), want) {
 			t.Errorf("summary does not show %q:\n%s", want, printed.String())
 		}
+	}
+}
+
+// checkHealthy asks a tenant's endpoint for its health, as the prober does.
+func checkHealthy(ctx context.Context, t *testing.T, tn *registry.Tenant) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, tn.Endpoint+"/health", nil)
+	if err != nil {
+		t.Errorf("tenant %s: endpoint %q: %v", tn.ID, tn.Endpoint, err)
+		return
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Errorf("tenant %s: health: %v", tn.ID, err)
+		return
+	}
+	defer resp.Body.Close()
+	var h tenantapp.Health
+	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil || resp.StatusCode != http.StatusOK || h.Status != "ok" || h.Tenant != tn.ID {
+		t.Errorf("tenant %s: health %d %+v (%v), want 200 ok", tn.ID, resp.StatusCode, h, err)
 	}
 }
 

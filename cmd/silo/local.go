@@ -34,8 +34,13 @@ Tenants/Production with the tenant stack deployed into it), showing progress,
 prints how to reach everything, and runs until Ctrl-C. No AWS account is
 needed.
 
+The emulator cannot run Lambda or API Gateway, so an app host serves each
+tenant's application on a loopback URL (its endpoint), acting with that
+tenant's own account credentials; a local token issuer mints the users'
+tokens the apps accept.
+
 With --ready-file F it writes a JSON object with the emulator endpoint,
-region and management credentials to F once all is ready (and removes it on
+region, management credentials and issuer URL to F once all is ready (and removes it on
 exit). With --exit it stops right after printing the summary.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -130,22 +135,26 @@ func printLocalSummary(w io.Writer, info local.Info, tenants []*registry.Tenant)
 		fmt.Fprintf(tw, "OU %s\t%s\n", path, info.OUs[path])
 	}
 	fmt.Fprintf(tw, "registry table\t%s\n", info.RegistryTable)
+	fmt.Fprintf(tw, "token issuer\t%s\n", info.Issuer)
 	tw.Flush()
 	fmt.Fprintf(w, "\ntenants:\n")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tTIER\tREGION\tSTATE\tACCOUNT\tRELEASE")
+	fmt.Fprintln(tw, "ID\tNAME\tTIER\tREGION\tSTATE\tACCOUNT\tRELEASE\tENDPOINT")
 	for _, t := range tenants {
 		state := string(t.State)
 		if t.Reason != "" {
 			state += " (" + t.Reason + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Name, t.Tier, t.Region, state, t.AccountID, t.AppVersion)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Name, t.Tier, t.Region, state, t.AccountID, t.AppVersion, t.Endpoint)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, `
 Each tenant's stack runs in its own account. The emulator cannot serve API
-Gateway, so tenant endpoints are not reachable yet (the local app host comes
-with the signup and local-platform work).
+Gateway or run Lambda, so silo's app host serves each tenant's application at
+its ENDPOINT, with that tenant's own account credentials:
+  curl <endpoint>/health
+Its /items API takes a bearer token from the local issuer (%s),
+which only this process can mint.
 
 reach the emulator with the AWS CLI:
   export AWS_ACCESS_KEY_ID=%s AWS_SECRET_ACCESS_KEY=%s AWS_DEFAULT_REGION=%s
@@ -153,7 +162,7 @@ reach the emulator with the AWS CLI:
   aws --endpoint-url %s dynamodb query --table-name %s --index-name %s \
       --key-condition-expression 'gsi1pk = :s' --expression-attribute-values '{":s":{"S":"STATE#ACTIVE"}}'
 
-`, info.AccessKeyID, info.SecretAccessKey, info.Region, info.AWSEndpoint, info.OUs["Tenants"], info.AWSEndpoint, info.RegistryTable, registry.IndexByState)
+`, info.Issuer, info.AccessKeyID, info.SecretAccessKey, info.Region, info.AWSEndpoint, info.OUs["Tenants"], info.AWSEndpoint, info.RegistryTable, registry.IndexByState)
 }
 
 // waitVended shows each tenant's progress until all are ACTIVE or FAILED.

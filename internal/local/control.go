@@ -44,6 +44,13 @@ type ControlOptions struct {
 	Counter *awsx.Counter
 	// AllowedRegions for the guardrails; every known region when empty.
 	AllowedRegions []string
+	// JWTIssuer and JWTAudience are the release parameters naming the
+	// issuer of the tenant apps' tokens; placeholders when empty (local.Start
+	// sets them to its own issuer).
+	JWTIssuer, JWTAudience string
+	// Unserve, when set, is told each tenant that is decommissioned, so
+	// whatever serves its endpoint (the local app host) stops.
+	Unserve func(tenantID string)
 }
 
 // Control is silo's control plane wired onto a seeded emulator: the same
@@ -140,8 +147,8 @@ func Wire(ctx context.Context, org *emulator.Org, o ControlOptions, log *slog.Lo
 		SuspendedOU:       org.OUs[emulator.OUSuspended],
 		SiloOUs:           []string{org.OUs[emulator.OUProduction], org.OUs[emulator.OUPreview], org.OUs[emulator.OUSuspended], org.OUs[emulator.OUPool]},
 		Release:           vending.Release{Version: c.Release.ID, CodeBucket: c.Release.CodeBucket, CodeKey: c.Release.CodeKey},
-		JWTIssuer:         "https://issuer.silo.local/",
-		JWTAudience:       "silo-tenant-app",
+		JWTIssuer:         orString(o.JWTIssuer, "https://issuer.silo.local/"),
+		JWTAudience:       orString(o.JWTAudience, "silo-tenant-app"),
 		PollInterval:      or(o.PollInterval, 100*time.Millisecond),
 		MaxPollInterval:   or(o.MaxPollInterval, time.Second),
 		ReadinessTimeout:  or(o.ReadinessTimeout, 2*time.Minute),
@@ -157,7 +164,7 @@ func Wire(ctx context.Context, org *emulator.Org, o ControlOptions, log *slog.Lo
 		Readiness: vending.NewReadiness(c.Accounts),
 		Cleaner:   vending.NewCleaner(c.Accounts, 7, log),
 		Endpoint:  o.Endpoint,
-		Events:    vending.NewBus(eb, EventBus, log),
+		Events:    unserving{next: vending.NewBus(eb, EventBus, log), unserve: o.Unserve},
 		Governor:  o.Governor,
 		Log:       log,
 	})
@@ -187,4 +194,26 @@ func or(d, def time.Duration) time.Duration {
 		return d
 	}
 	return def
+}
+
+func orString(s, def string) string {
+	if s != "" {
+		return s
+	}
+	return def
+}
+
+// unserving passes events on, and stops serving a tenant once it is
+// decommissioned: the reconciler's events are its only word on that, and
+// in AWS the stack's removal takes the endpoint with it.
+type unserving struct {
+	next    vending.Publisher
+	unserve func(tenantID string)
+}
+
+func (u unserving) Publish(ctx context.Context, kind string, t *registry.Tenant) {
+	if kind == "tenant.decommissioned" && u.unserve != nil {
+		u.unserve(t.ID)
+	}
+	u.next.Publish(ctx, kind, t)
 }

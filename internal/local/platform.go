@@ -1,18 +1,27 @@
 // Package local runs the silo platform on one machine with no AWS account:
 // the AWS emulator (behind its fault-injecting proxy), a seeded organization,
-// and the control plane wired to them. It is one of the two places that wire
+// the control plane wired to them, a token issuer and the app host that
+// serves every tenant's application on a loopback URL. It is one of the two places that wire
 // silo's packages together (the Lambda mains are the other).
 package local
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	"sync"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+
+	"github.com/silo-saas/silo/internal/apphost"
 	"github.com/silo-saas/silo/internal/awsx"
 	"github.com/silo-saas/silo/internal/emulator"
+	"github.com/silo-saas/silo/internal/issuer"
 	"github.com/silo-saas/silo/internal/vending"
 	"github.com/silo-saas/silo/registry"
 )
@@ -36,6 +45,9 @@ type Info struct {
 	OrganizationID      string            `json:"organization_id"`
 	OUs                 map[string]string `json:"ous"`
 	RegistryTable       string            `json:"registry_table"`
+	// Issuer is the URL of the local token issuer every tenant app trusts
+	// (its key set is at Issuer + "/.well-known/jwks.json").
+	Issuer string `json:"issuer"`
 }
 
 // Platform is a running local silo.
@@ -45,15 +57,24 @@ type Platform struct {
 	Counter  *awsx.Counter
 	Control  *Control
 	Runner   *vending.Runner
+	// Issuer mints tokens the tenant apps accept (local users sign in
+	// nowhere: a script or a test mints their tokens here).
+	Issuer *issuer.Issuer
+	// Host serves the tenant apps; a tenant's endpoint is its URL there.
+	Host *apphost.Host
 
-	emu    *emulator.Emulator
-	log    *slog.Logger
-	cancel context.CancelFunc
-	done   chan struct{}
+	emu       *emulator.Emulator
+	log       *slog.Logger
+	cancel    context.CancelFunc
+	done      chan struct{}
+	issuerSrv *http.Server
+	serving   sync.WaitGroup // the issuer's serve goroutine
 }
 
-// Start brings the platform up: it starts and seeds the emulator, wires the
-// control plane onto it (registry, guardrails, release, StackSet, bus) and
+// Start brings the platform up: it starts and seeds the emulator, serves a
+// token issuer on a loopback port, wires the control plane onto the emulator
+// (registry, guardrails, release, StackSet, bus) with an app host as the
+// source of tenant endpoints and the issuer in the release parameters, and
 // runs the reconciler. Close stops it.
 func Start(ctx context.Context, o Options, log *slog.Logger) (*Platform, error) {
 	began := time.Now()
@@ -69,7 +90,24 @@ func Start(ctx context.Context, o Options, log *slog.Logger) (*Platform, error) 
 		return nil, err
 	}
 	log.InfoContext(ctx, "organization seeded", "organization", org.OrganizationID, "management_account", org.ManagementAccountID)
-	p.Control, err = Wire(ctx, org, ControlOptions{Table: o.Table, Counter: p.Counter}, log)
+	if err := p.startIssuer(); err != nil {
+		p.Close()
+		return nil, err
+	}
+	// The host gets its own management config: the tenant apps are not the
+	// control plane, so their calls are not in its counter.
+	mgmt, err := org.Config(ctx, nil)
+	if err != nil {
+		p.Close()
+		return nil, err
+	}
+	p.Host = apphost.New(awsx.NewAccounts(mgmt, sts.NewFromConfig(mgmt), awsx.AccountsOptions{}),
+		apphost.Config{Issuer: p.Issuer.URL(), Audience: p.Issuer.Audience(), JWKSURL: p.Issuer.JWKSURL()}, log)
+	p.Control, err = Wire(ctx, org, ControlOptions{
+		Table: o.Table, Counter: p.Counter,
+		Endpoint: p.Host.Endpoint, Unserve: func(id string) { p.Host.Stop(id) },
+		JWTIssuer: p.Issuer.URL(), JWTAudience: p.Issuer.Audience(),
+	}, log)
 	if err != nil {
 		p.Close()
 		return nil, err
@@ -87,25 +125,54 @@ func Start(ctx context.Context, o Options, log *slog.Logger) (*Platform, error) 
 		AWSEndpoint: org.Endpoint, Region: org.Region,
 		AccessKeyID: org.AccessKeyID, SecretAccessKey: org.SecretAccessKey,
 		ManagementAccountID: org.ManagementAccountID, OrganizationID: org.OrganizationID,
-		OUs: org.OUs, RegistryTable: p.Registry.Table(),
+		OUs: org.OUs, RegistryTable: p.Registry.Table(), Issuer: p.Issuer.URL(),
 	}
 	return p, nil
+}
+
+// startIssuer serves a new issuer on a loopback port of its own.
+func (p *Platform) startIssuer() error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("issuer listener: %w", err)
+	}
+	p.Issuer, err = issuer.New("http://"+ln.Addr().String(), issuer.Options{})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	p.issuerSrv = &http.Server{Handler: p.Issuer, ReadHeaderTimeout: 10 * time.Second}
+	p.serving.Add(1)
+	go func() {
+		defer p.serving.Done()
+		if err := p.issuerSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			p.log.Error("issuer stopped", "err", err)
+		}
+	}()
+	return nil
 }
 
 // Done is closed if the emulator dies under the platform.
 func (p *Platform) Done() <-chan struct{} { return p.emu.Done() }
 
-// Close stops everything the platform started: the reconciler first (it
-// waits for it), then the emulator.
+// Close stops everything the platform started, waiting for each: the
+// reconciler first, then the tenant apps and the issuer, then the emulator.
 func (p *Platform) Close() {
 	if p.cancel != nil {
 		p.cancel()
 		<-p.done
+	}
+	if p.Host != nil {
+		p.Host.Close()
+	}
+	if p.issuerSrv != nil {
+		_ = p.issuerSrv.Close()
+		p.serving.Wait()
 	}
 	p.emu.Stop()
 }
 
 // Describe returns a short error-free summary for logs.
 func (p *Platform) String() string {
-	return fmt.Sprintf("silo local: emulator %s, registry table %s", p.Info.AWSEndpoint, p.Info.RegistryTable)
+	return fmt.Sprintf("silo local: emulator %s, registry table %s, issuer %s", p.Info.AWSEndpoint, p.Info.RegistryTable, p.Info.Issuer)
 }

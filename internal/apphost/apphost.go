@@ -1,0 +1,263 @@
+// Package apphost serves tenant applications on this machine, standing in for
+// the API Gateway and Lambda the emulator cannot run. Each deployed tenant
+// gets the real tenantapp handler on its own loopback listener, configured
+// from the function its stack created and acting with that tenant's own
+// assumed-role credentials, so local mode keeps the isolation of the account
+// boundary: one tenant's app cannot reach another tenant's table, because
+// its credentials belong to another account.
+//
+// Host.Endpoint has the vending.EndpointFunc signature: the reconciler calls
+// it when a tenant's stack is deployed, and the URL it returns is the
+// tenant's endpoint.
+package apphost
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+
+	"github.com/silo-saas/silo/internal/awsx"
+	"github.com/silo-saas/silo/internal/tenantapp"
+	"github.com/silo-saas/silo/registry"
+)
+
+// ErrClosed is returned by Endpoint once the host is closed.
+var ErrClosed = errors.New("apphost: closed")
+
+// FunctionName is the tenant function the stack creates (cdk/tenantapp);
+// its environment is the app's configuration.
+func FunctionName(tenantID string) string { return "silo-" + tenantID + "-app" }
+
+// lambdaAPI is the one Lambda call the host makes, in the tenant's account.
+type lambdaAPI interface {
+	GetFunctionConfiguration(ctx context.Context, in *lambda.GetFunctionConfigurationInput, opts ...func(*lambda.Options)) (*lambda.GetFunctionConfigurationOutput, error)
+}
+
+// Config is the token issuer the served apps trust.
+//
+// In local mode these override the stack's JWT_ISSUER and JWT_AUDIENCE when
+// set: the issuer that mints tokens here is the one local mode serves on a
+// loopback port chosen at start, with a key generated at start. A stack
+// deployed with other parameters (a control plane wired without the local
+// issuer, a release published before the issuer's port was known) would
+// name an issuer nobody runs, and every request would be refused. In AWS the
+// stack's parameters are the only truth; the host exists only locally.
+type Config struct {
+	// Issuer is the exact "iss" tokens must carry; the stack's JWT_ISSUER when empty.
+	Issuer string
+	// Audience is the exact "aud"; the stack's JWT_AUDIENCE when empty.
+	Audience string
+	// JWKSURL is where the issuer's keys are fetched; Issuer +
+	// "/.well-known/jwks.json" when empty.
+	JWKSURL string
+	// HTTPClient fetches the JWKS; tenantapp's default when nil.
+	HTTPClient *http.Client
+}
+
+// Host serves each deployed tenant's app on its own loopback URL.
+type Host struct {
+	accounts  *awsx.Accounts
+	cfg       Config
+	log       *slog.Logger
+	newLambda func(aws.Config) lambdaAPI
+
+	wg sync.WaitGroup // one per serve goroutine
+
+	mu     sync.Mutex
+	apps   map[string]*served
+	closed bool
+}
+
+// served is one tenant's listener. The handler is swapped in place when the
+// tenant's configuration changes, so its URL (recorded in the registry as
+// the endpoint) stays the same across releases.
+type served struct {
+	url     string
+	srv     *http.Server
+	cfg     tenantapp.Config
+	handler atomic.Pointer[http.Handler]
+}
+
+func (s *served) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	(*s.handler.Load()).ServeHTTP(w, r)
+}
+
+// New returns a host that acts in tenants' accounts through accounts.
+func New(accounts *awsx.Accounts, cfg Config, log *slog.Logger) *Host {
+	return &Host{
+		accounts:  accounts,
+		cfg:       cfg,
+		log:       log,
+		newLambda: func(c aws.Config) lambdaAPI { return lambda.NewFromConfig(c) },
+		apps:      map[string]*served{},
+	}
+}
+
+// Endpoint serves t's application and returns its URL. It reads the app's
+// configuration from the function the stack deployed in t's account. Called
+// again for a served tenant it returns the same URL, with the handler
+// rebuilt if the configuration changed (a new release).
+func (h *Host) Endpoint(ctx context.Context, t *registry.Tenant, _ map[string]string) (string, error) {
+	if t.AccountID == "" {
+		return "", fmt.Errorf("serve tenant %s: no account", t.ID)
+	}
+	member := h.accounts.Config(t.AccountID)
+	if t.Region != "" {
+		member.Region = t.Region
+	}
+	cfg, err := h.appConfig(ctx, member, t)
+	if err != nil {
+		return "", err
+	}
+	app, err := tenantapp.New(tenantapp.NewClients(member), cfg, h.log, tenantapp.Options{HTTPClient: h.cfg.HTTPClient})
+	if err != nil {
+		return "", fmt.Errorf("serve tenant %s: %w", t.ID, err)
+	}
+	var handler http.Handler = app
+
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return "", ErrClosed
+	}
+	if s, ok := h.apps[t.ID]; ok {
+		if s.cfg != cfg {
+			s.cfg = cfg
+			s.handler.Store(&handler)
+			h.log.InfoContext(ctx, "tenant app refreshed", "tenant", t.ID, "version", cfg.Version, "url", s.url)
+		}
+		return s.url, nil
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("serve tenant %s: %w", t.ID, err)
+	}
+	s := &served{url: "http://" + ln.Addr().String(), cfg: cfg}
+	s.handler.Store(&handler)
+	s.srv = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
+	h.apps[t.ID] = s
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			h.log.Error("tenant app stopped", "tenant", t.ID, "err", err)
+		}
+	}()
+	h.log.InfoContext(ctx, "tenant app serving", "tenant", t.ID, "account", t.AccountID, "version", cfg.Version, "url", s.url)
+	return s.url, nil
+}
+
+// appConfig reads the app's configuration from the environment of t's
+// function, with the host's issuer settings applied.
+func (h *Host) appConfig(ctx context.Context, member aws.Config, t *registry.Tenant) (tenantapp.Config, error) {
+	name := FunctionName(t.ID)
+	out, err := h.newLambda(member).GetFunctionConfiguration(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: aws.String(name)})
+	if err != nil {
+		return tenantapp.Config{}, fmt.Errorf("read function %s of tenant %s: %w", name, t.ID, err)
+	}
+	var env map[string]string
+	if out.Environment != nil {
+		env = out.Environment.Variables
+	}
+	cfg, err := configFromEnv(env)
+	if err != nil {
+		return tenantapp.Config{}, fmt.Errorf("function %s of tenant %s: %w", name, t.ID, err)
+	}
+	if cfg.TenantID != t.ID {
+		// The function is found by the tenant's name in the tenant's
+		// account: another tenant's id here means a mis-deployed stack,
+		// and serving it would answer for the wrong tenant.
+		return tenantapp.Config{}, fmt.Errorf("function %s in account %s is configured for tenant %q, not %s", name, t.AccountID, cfg.TenantID, t.ID)
+	}
+	if h.cfg.Issuer != "" {
+		if cfg.Issuer != h.cfg.Issuer {
+			h.log.DebugContext(ctx, "tenant app trusts the local issuer", "tenant", t.ID, "stack_issuer", cfg.Issuer, "issuer", h.cfg.Issuer)
+		}
+		cfg.Issuer, cfg.JWKSURL = h.cfg.Issuer, h.cfg.JWKSURL
+	}
+	if h.cfg.Audience != "" {
+		cfg.Audience = h.cfg.Audience
+	}
+	return cfg, nil
+}
+
+// configFromEnv maps the function's environment (tenantapp's Env* names)
+// onto the app's config; tenantapp.New validates it.
+func configFromEnv(env map[string]string) (tenantapp.Config, error) {
+	var missing []string
+	get := func(name string, optional bool) string {
+		v := strings.TrimSpace(env[name])
+		if v == "" && !optional {
+			missing = append(missing, name)
+		}
+		return v
+	}
+	c := tenantapp.Config{
+		TenantID:  get(tenantapp.EnvTenantID, false),
+		Version:   get(tenantapp.EnvVersion, false),
+		TableName: get(tenantapp.EnvTable, false),
+		Bucket:    get(tenantapp.EnvBucket, false),
+		KMSKeyID:  get(tenantapp.EnvKMSKey, false),
+		SecretARN: get(tenantapp.EnvSecretARN, false),
+		Issuer:    get(tenantapp.EnvIssuer, true),
+		Audience:  get(tenantapp.EnvAudience, true),
+		JWKSURL:   get(tenantapp.EnvJWKSURL, true),
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		return tenantapp.Config{}, fmt.Errorf("environment lacks %s", strings.Join(missing, ", "))
+	}
+	return c, nil
+}
+
+// Stop stops serving tenantID (decommission, suspension): its URL refuses
+// connections from when Stop returns. It reports whether it was served.
+func (h *Host) Stop(tenantID string) bool {
+	h.mu.Lock()
+	s, ok := h.apps[tenantID]
+	delete(h.apps, tenantID)
+	h.mu.Unlock()
+	if ok {
+		// Close, not Shutdown: the listener is closed at once, and requests
+		// in flight are cut as a torn-down stack would cut them.
+		_ = s.srv.Close()
+		h.log.Info("tenant app stopped", "tenant", tenantID, "url", s.url)
+	}
+	return ok
+}
+
+// Serving returns the URL of every served tenant, by tenant id.
+func (h *Host) Serving() map[string]string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make(map[string]string, len(h.apps))
+	for id, s := range h.apps {
+		out[id] = s.url
+	}
+	return out
+}
+
+// Close stops every listener and waits for the serve goroutines to end.
+// Endpoint fails with ErrClosed afterwards.
+func (h *Host) Close() {
+	h.mu.Lock()
+	h.closed = true
+	apps := h.apps
+	h.apps = map[string]*served{}
+	h.mu.Unlock()
+	for _, s := range apps {
+		_ = s.srv.Close()
+	}
+	h.wg.Wait()
+}
