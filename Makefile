@@ -32,7 +32,7 @@ lint: ## gofmt and go vet
 	$(GO) vet ./...
 
 demo: ## run the platform locally (DEMO_EXIT=1 ends after the summary)
-	$(GO) run ./cmd/silo local $(if $(DEMO_EXIT),--exit)
+	$(GO) run ./cmd/silo local --demo $(if $(DEMO_EXIT),--exit)
 
 bench: ## run the benchmarks and print their tables (Go benchmarks, then silo bench vend)
 	$(GO) test -run '^$$' -bench . -benchmem ./registry/

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -19,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/organizations"
 
+	"github.com/silo-saas/silo/internal/api"
 	"github.com/silo-saas/silo/internal/awsx"
 	"github.com/silo-saas/silo/internal/local"
 	"github.com/silo-saas/silo/internal/tenantapp"
@@ -74,14 +74,8 @@ func TestLocalPlatformLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := registry.New(dynamodb.NewFromConfig(cfg), info.RegistryTable)
-	page, err := reg.List(ctx, registry.StateActive, registry.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ids []string
-	for _, tn := range page.Tenants {
-		ids = append(ids, tn.ID)
-		checkHealthy(ctx, t, tn)
+	if info.API == "" || info.AdminToken == "" {
+		t.Fatalf("ready file lacks the API or the admin token: %+v", info)
 	}
 	if info.Issuer == "" {
 		t.Error("ready file lacks the issuer URL")
@@ -90,9 +84,43 @@ func TestLocalPlatformLifecycle(t *testing.T) {
 	} else {
 		resp.Body.Close()
 	}
-	slices.Sort(ids)
-	if !slices.Equal(ids, []string{"acme", "globex", "initech"}) {
-		t.Errorf("ACTIVE tenants = %v, want the three demo tenants vended", ids)
+
+	// A person with the CLI: sign up through the public API and wait.
+	var signed api.TenantView
+	runCLI(ctx, t, bin, &signed, "signup", "--api", info.API, "--name", "Hooli", "--email", "ops@hooli.example",
+		"--tier", "standard", "--region", "us-east-1", "--key", "e2e-hooli", "--wait", "--json")
+	if signed.State != registry.StateActive || signed.AccountID == "" || signed.Endpoint == "" {
+		t.Fatalf("silo signup --wait ended with %+v", signed)
+	}
+	tn, err := reg.Get(ctx, signed.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkHealthy(ctx, t, tn)
+	// An operator lists, suspends with a reason, and reads the audit trail.
+	var list api.TenantList
+	runCLI(ctx, t, bin, &list, "tenants", "ls", "--api", info.API, "--token", info.AdminToken, "--state", "active", "--json")
+	if len(list.Tenants) != 1 || list.Tenants[0].ID != signed.ID {
+		t.Errorf("tenants ls = %+v", list)
+	}
+	var suspended api.TenantView
+	runCLI(ctx, t, bin, &suspended, "tenants", "suspend", signed.ID, "--reason", "e2e check", "--api", info.API, "--token", info.AdminToken, "--json")
+	if suspended.State != registry.StateSuspended {
+		t.Errorf("after suspend: %s", suspended.State)
+	}
+	var events api.EventList
+	runCLI(ctx, t, bin, &events, "tenants", "events", signed.ID, "--api", info.API, "--token", info.AdminToken, "--json")
+	if last := events.Events[len(events.Events)-1]; last.Actor != "operator:local-admin" || last.Reason != "e2e check" {
+		t.Errorf("last audit event %+v, want the operator and the reason", last)
+	}
+	// Without a token the operator API refuses, with exit code 1.
+	out, err := exec.CommandContext(ctx, bin, "tenants", "ls", "--api", info.API).CombinedOutput()
+	if code := exitCode(err); code != 1 || !strings.Contains(string(out), "401") {
+		t.Errorf("tenants ls without a token: exit %d, %s", code, out)
+	}
+	// A usage error exits 2.
+	if code := exitCode(exec.CommandContext(ctx, bin, "tenants", "get").Run()); code != 2 {
+		t.Errorf("tenants get without an id: exit %d, want 2", code)
 	}
 	ous, err := organizations.NewFromConfig(cfg).ListOrganizationalUnitsForParent(ctx, &organizations.ListOrganizationalUnitsForParentInput{ParentId: &[]string{info.OUs["Tenants"]}[0]})
 	if err != nil {
@@ -128,7 +156,7 @@ func TestLocalPlatformLifecycle(t *testing.T) {
 	if _, err := os.Stat(ready); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("ready file left behind: %v", err)
 	}
-	for _, want := range []string{"AWS endpoint", info.AWSEndpoint, "registry table", "acme", "ENDPOINT", "token issuer", info.Issuer} {
+	for _, want := range []string{"AWS endpoint", info.AWSEndpoint, "registry table", "token issuer", info.Issuer, info.API, "SILO_TOKEN="} {
 		if !strings.Contains(printed.String(), want) {
 			t.Errorf("summary does not show %q:\n%s", want, printed.String())
 		}
@@ -202,4 +230,56 @@ func alive(pid int) bool {
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
+}
+
+// runCLI runs the silo binary and decodes its JSON output into out.
+func runCLI(ctx context.Context, t *testing.T, bin string, out any, args ...string) {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	b, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("silo %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		t.Fatalf("silo %s printed no JSON: %v\n%s", strings.Join(args, " "), err, b)
+	}
+}
+
+func exitCode(err error) int {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
+}
+
+// TestDemoExitMode runs make demo's command in exit mode, end to end: three
+// signups through the public API, each endpoint used, isolation checked.
+func TestDemoExitMode(t *testing.T) {
+	bin := buildSilo(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "local", "--demo", "--exit").Output()
+	if err != nil {
+		t.Fatalf("silo local --demo --exit: %v\n%s", err, out)
+	}
+	text := string(out)
+	if !strings.Contains(text, "demo summary") {
+		t.Fatalf("no summary:\n%s", text)
+	}
+	rows := 0
+	for _, line := range strings.Split(text, "\n") {
+		if strings.Contains(line, " ACTIVE ") && strings.HasSuffix(strings.TrimSpace(line), " ok") &&
+			strings.Contains(line, "200 ok") && strings.Contains(line, "write 201, read 200") && strings.Contains(line, "token: 403") {
+			rows++
+		}
+	}
+	if rows != 3 {
+		t.Errorf("%d healthy, isolated tenants in the summary, want 3:\n%s", rows, text)
+	}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,12 +14,11 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/silo-saas/silo/internal/local"
-	"github.com/silo-saas/silo/registry"
 )
 
 func newLocalCmd() *cobra.Command {
-	var readyFile string
-	var exit, asJSON, verbose bool
+	var readyFile, apiAddr string
+	var exit, asJSON, verbose, demo bool
 	cmd := &cobra.Command{
 		Use:   "local",
 		Short: "Run the silo platform on this machine, backed by a local AWS emulator",
@@ -28,20 +26,24 @@ func newLocalCmd() *cobra.Command {
 it as a management account (an IAM user and key, an organization with the
 OUs Tenants/Production, Tenants/Preview, Suspended and Pool), creates the
 tenant registry table, applies the guardrail SCPs, publishes the current
-release and its StackSet, and runs the reconciler. It then registers three
-demo tenants and vends each one to ACTIVE (its own account in
-Tenants/Production with the tenant stack deployed into it), showing progress,
-prints how to reach everything, and runs until Ctrl-C. No AWS account is
-needed.
+release and its StackSet, runs the reconciler, and serves the silo API. It
+prints how to reach everything and an admin token, and runs until Ctrl-C.
+No AWS account is needed.
 
 The emulator cannot run Lambda or API Gateway, so an app host serves each
 tenant's application on a loopback URL (its endpoint), acting with that
-tenant's own account credentials; a local token issuer mints the users'
-tokens the apps accept.
+tenant's own account credentials; a local token issuer mints the tokens the
+API and the apps accept.
 
-With --ready-file F it writes a JSON object with the emulator endpoint,
-region, management credentials and issuer URL to F once all is ready (and removes it on
-exit). With --exit it stops right after printing the summary.`,
+With --demo it then signs three tenants up through the public API, shows
+their progress, calls each tenant's endpoint (/health, and an /items write
+and read with that tenant's user token), checks that one tenant's token is
+refused by another tenant's endpoint, and prints a summary (make demo).
+
+With --ready-file F it writes a JSON object with the API and issuer URLs,
+the admin token, the emulator endpoint, region and management credentials to
+F once all is ready (and removes it on exit). With --exit it stops right
+after the summary.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -50,21 +52,20 @@ exit). With --exit it stops right after printing the summary.`,
 				level = slog.LevelInfo
 			}
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
-			fmt.Fprintln(cmd.ErrOrStderr(), "starting the local AWS emulator and seeding it…")
-			p, err := local.Start(ctx, local.Options{}, log)
+			began := time.Now()
+			fmt.Fprintln(cmd.ErrOrStderr(), "starting the local AWS emulator and the control plane…")
+			p, err := local.Start(ctx, local.Options{APIAddr: apiAddr}, log)
 			if err != nil {
 				return err
 			}
 			defer p.Close()
-			demo, err := registerDemoTenants(ctx, p.Registry)
-			if err != nil {
-				return err
-			}
-			for _, t := range demo {
-				p.Runner.Kick(t.ID)
-			}
-			if demo, err = waitVended(ctx, p.Registry, demo, cmd.ErrOrStderr()); err != nil {
-				return err
+			out := cmd.OutOrStdout()
+			if asJSON {
+				if err := printJSON(out, p.Info); err != nil {
+					return err
+				}
+			} else {
+				printLocalSummary(out, p.Info)
 			}
 			if readyFile != "" {
 				if err := writeJSONFile(readyFile, p.Info); err != nil {
@@ -72,18 +73,15 @@ exit). With --exit it stops right after printing the summary.`,
 				}
 				defer os.Remove(readyFile)
 			}
-			out := cmd.OutOrStdout()
-			if asJSON {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(struct {
-					local.Info
-					Tenants []*registry.Tenant `json:"tenants"`
-				}{p.Info, demo}); err != nil {
+			if demo {
+				results, err := runDemo(ctx, p, cmd.ErrOrStderr())
+				if err != nil {
 					return err
 				}
-			} else {
-				printLocalSummary(out, p.Info, demo)
+				printDemo(out, results, time.Since(began))
+				if failed := demoFailures(results); failed > 0 {
+					return fmt.Errorf("the demo found %d problems (see the summary)", failed)
+				}
 			}
 			if exit {
 				return nil
@@ -99,34 +97,19 @@ exit). With --exit it stops right after printing the summary.`,
 		},
 	}
 	cmd.Flags().StringVar(&readyFile, "ready-file", "", "write connection details as JSON to this file once ready")
-	cmd.Flags().BoolVar(&exit, "exit", false, "stop after printing the summary (for CI)")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print the summary as JSON")
+	cmd.Flags().StringVar(&apiAddr, "api-addr", "", "where the API listens (default: a free loopback port)")
+	cmd.Flags().BoolVar(&demo, "demo", false, "sign three tenants up and exercise their endpoints")
+	cmd.Flags().BoolVar(&exit, "exit", false, "stop after the summary (for CI)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the connection details as JSON")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "log progress")
 	return cmd
 }
 
-// demoTenants are registered and vended by `silo local`.
-var demoTenants = []registry.Spec{
-	{ID: "acme", Name: "Acme Corp", Email: "ops@acme.example", Tier: registry.TierEnterprise, Region: "us-east-1"},
-	{ID: "globex", Name: "Globex", Email: "cloud@globex.example", Tier: registry.TierStandard, Region: "eu-west-1"},
-	{ID: "initech", Name: "Initech", Email: "it@initech.example", Tier: registry.TierBasic, Region: "us-west-2"},
-}
-
-func registerDemoTenants(ctx context.Context, reg *registry.Store) ([]*registry.Tenant, error) {
-	var out []*registry.Tenant
-	for _, s := range demoTenants {
-		t, _, err := reg.Create(ctx, s, "demo-"+s.ID, "silo-local")
-		if err != nil {
-			return nil, fmt.Errorf("register demo tenant %s: %w", s.ID, err)
-		}
-		out = append(out, t)
-	}
-	return out, nil
-}
-
-func printLocalSummary(w io.Writer, info local.Info, tenants []*registry.Tenant) {
+func printLocalSummary(w io.Writer, info local.Info) {
 	fmt.Fprintf(w, "\nsilo local is ready\n\n")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "API\t%s\n", info.API)
+	fmt.Fprintf(tw, "token issuer\t%s\n", info.Issuer)
 	fmt.Fprintf(tw, "AWS endpoint\t%s\n", info.AWSEndpoint)
 	fmt.Fprintf(tw, "region\t%s\n", info.Region)
 	fmt.Fprintf(tw, "management account\t%s\n", info.ManagementAccountID)
@@ -135,69 +118,18 @@ func printLocalSummary(w io.Writer, info local.Info, tenants []*registry.Tenant)
 		fmt.Fprintf(tw, "OU %s\t%s\n", path, info.OUs[path])
 	}
 	fmt.Fprintf(tw, "registry table\t%s\n", info.RegistryTable)
-	fmt.Fprintf(tw, "token issuer\t%s\n", info.Issuer)
-	tw.Flush()
-	fmt.Fprintf(w, "\ntenants:\n")
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tTIER\tREGION\tSTATE\tACCOUNT\tRELEASE\tENDPOINT")
-	for _, t := range tenants {
-		state := string(t.State)
-		if t.Reason != "" {
-			state += " (" + t.Reason + ")"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Name, t.Tier, t.Region, state, t.AccountID, t.AppVersion, t.Endpoint)
-	}
 	tw.Flush()
 	fmt.Fprintf(w, `
-Each tenant's stack runs in its own account. The emulator cannot serve API
-Gateway or run Lambda, so silo's app host serves each tenant's application at
-its ENDPOINT, with that tenant's own account credentials:
-  curl <endpoint>/health
-Its /items API takes a bearer token from the local issuer (%s),
-which only this process can mint.
+use the CLI against it (admin token, valid 24 hours):
+  export SILO_API=%s SILO_TOKEN=%s
+  silo signup --name "Acme Corp" --email ops@acme.example --tier standard --region us-east-1 --wait
+  silo tenants ls --state ACTIVE
 
 reach the emulator with the AWS CLI:
   export AWS_ACCESS_KEY_ID=%s AWS_SECRET_ACCESS_KEY=%s AWS_DEFAULT_REGION=%s
-  aws --endpoint-url %s organizations list-organizational-units-for-parent --parent-id %s
-  aws --endpoint-url %s dynamodb query --table-name %s --index-name %s \
-      --key-condition-expression 'gsi1pk = :s' --expression-attribute-values '{":s":{"S":"STATE#ACTIVE"}}'
+  aws --endpoint-url %s organizations list-accounts
 
-`, info.Issuer, info.AccessKeyID, info.SecretAccessKey, info.Region, info.AWSEndpoint, info.OUs["Tenants"], info.AWSEndpoint, info.RegistryTable, registry.IndexByState)
-}
-
-// waitVended shows each tenant's progress until all are ACTIVE or FAILED.
-func waitVended(ctx context.Context, reg *registry.Store, tenants []*registry.Tenant, w io.Writer) ([]*registry.Tenant, error) {
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
-	defer cancel()
-	seen := map[string]registry.State{}
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		done := 0
-		out := make([]*registry.Tenant, 0, len(tenants))
-		for _, t := range tenants {
-			cur, err := reg.Get(ctx, t.ID)
-			if err != nil {
-				return nil, err
-			}
-			if seen[cur.ID] != cur.State {
-				seen[cur.ID] = cur.State
-				fmt.Fprintf(w, "  %-10s %s\n", cur.ID, cur.State)
-			}
-			if cur.State == registry.StateActive || cur.State == registry.StateFailed {
-				done++
-			}
-			out = append(out, cur)
-		}
-		if done == len(tenants) {
-			return out, nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("tenants not vended in time: %w", ctx.Err())
-		case <-tick.C:
-		}
-	}
+`, info.API, info.AdminToken, info.AccessKeyID, info.SecretAccessKey, info.Region, info.AWSEndpoint)
 }
 
 // writeJSONFile writes v atomically, so a reader polling for the file never

@@ -7,6 +7,7 @@ package local
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
+	"github.com/silo-saas/silo/internal/api"
 	"github.com/silo-saas/silo/internal/apphost"
 	"github.com/silo-saas/silo/internal/awsx"
 	"github.com/silo-saas/silo/internal/emulator"
@@ -32,6 +34,8 @@ type Options struct {
 	Table string
 	// EmulatorLog receives moto's own output (nil discards it).
 	EmulatorLog io.Writer
+	// APIAddr is where the API listens; a free loopback port when empty.
+	APIAddr string
 }
 
 // Info is what a person or a script needs to reach a running platform. It
@@ -48,6 +52,10 @@ type Info struct {
 	// Issuer is the URL of the local token issuer every tenant app trusts
 	// (its key set is at Issuer + "/.well-known/jwks.json").
 	Issuer string `json:"issuer"`
+	// API is the silo API's base URL; AdminToken an admin operator token
+	// for it (valid 24 hours).
+	API        string `json:"api"`
+	AdminToken string `json:"admin_token"`
 }
 
 // Platform is a running local silo.
@@ -68,7 +76,8 @@ type Platform struct {
 	cancel    context.CancelFunc
 	done      chan struct{}
 	issuerSrv *http.Server
-	serving   sync.WaitGroup // the issuer's serve goroutine
+	apiSrv    *http.Server
+	serving   sync.WaitGroup // the issuer's and the API's serve goroutines
 }
 
 // Start brings the platform up: it starts and seeds the emulator, serves a
@@ -120,14 +129,65 @@ func Start(ctx context.Context, o Options, log *slog.Logger) (*Platform, error) 
 		defer close(p.done)
 		_ = p.Runner.Run(runCtx, 5*time.Second)
 	}()
-	log.InfoContext(ctx, "registry ready", "table", p.Registry.Table(), "elapsed", time.Since(began).Round(time.Millisecond))
 	p.Info = Info{
 		AWSEndpoint: org.Endpoint, Region: org.Region,
 		AccessKeyID: org.AccessKeyID, SecretAccessKey: org.SecretAccessKey,
 		ManagementAccountID: org.ManagementAccountID, OrganizationID: org.OrganizationID,
 		OUs: org.OUs, RegistryTable: p.Registry.Table(), Issuer: p.Issuer.URL(),
 	}
+	if err := p.startAPI(o.APIAddr); err != nil {
+		p.Close()
+		return nil, err
+	}
+	log.InfoContext(ctx, "platform ready", "api", p.Info.API, "elapsed", time.Since(began).Round(time.Millisecond))
 	return p, nil
+}
+
+// startAPI serves the silo API (the same handler as the API Lambda) on a
+// loopback port, trusting operator tokens from the local issuer, and mints
+// an admin token for the person running it.
+func (p *Platform) startAPI(addr string) error {
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("api listener on %s: %w", addr, err)
+	}
+	base := "http://" + ln.Addr().String()
+	verifier, err := api.NewJWTVerifier(api.JWTConfig{Key: p.Issuer.PublicKey(), Issuer: p.Issuer.URL(), Audience: api.Audience})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	secret := make([]byte, 32)
+	if _, err := rand.Read(secret); err != nil {
+		ln.Close()
+		return err
+	}
+	handler, err := api.New(api.Deps{
+		Registry: p.Registry, Kick: p.Runner.Kick, Retry: p.Control.Reconciler.Retry,
+		Verifier: verifier, Log: p.log,
+	}, api.Options{StatusSecret: secret, BaseURL: base})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	p.Info.AdminToken, err = p.Issuer.Mint("", "local-admin", 24*time.Hour, map[string]any{"aud": api.Audience, api.RoleClaim: string(api.RoleAdmin)})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	p.Info.API = base
+	p.apiSrv = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	p.serving.Add(1)
+	go func() {
+		defer p.serving.Done()
+		if err := p.apiSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			p.log.Error("api stopped", "err", err)
+		}
+	}()
+	return nil
 }
 
 // startIssuer serves a new issuer on a loopback port of its own.
@@ -158,6 +218,9 @@ func (p *Platform) Done() <-chan struct{} { return p.emu.Done() }
 // Close stops everything the platform started, waiting for each: the
 // reconciler first, then the tenant apps and the issuer, then the emulator.
 func (p *Platform) Close() {
+	if p.apiSrv != nil {
+		_ = p.apiSrv.Close()
+	}
 	if p.cancel != nil {
 		p.cancel()
 		<-p.done
