@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslambdaeventsources"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslogs"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awss3"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awssecretsmanager"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssqs"
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
@@ -70,6 +71,16 @@ func NewStack(scope constructs.Construct, id string, p Props) awscdk.Stack {
 		Type:           jsii.String("String"),
 		Description:    jsii.String("AWS Organizations id (o-...) whose accounts may read release artifacts"),
 		AllowedPattern: jsii.String("^o-[a-z0-9]{10,32}$"),
+	}).ValueAsString()
+	// Operators sign in with the organization's identity provider; the API
+	// trusts its RS256 tokens (audience silo-api, a role claim).
+	operatorIssuer := awscdk.NewCfnParameter(stack, jsii.String("OperatorIssuer"), &awscdk.CfnParameterProps{
+		Type:        jsii.String("String"),
+		Description: jsii.String("issuer (iss) of operator tokens the API accepts"),
+	}).ValueAsString()
+	operatorKey := awscdk.NewCfnParameter(stack, jsii.String("OperatorPublicKey"), &awscdk.CfnParameterProps{
+		Type:        jsii.String("String"),
+		Description: jsii.String("the operator token issuer's RS256 public key, PEM"),
 	}).ValueAsString()
 
 	// The registry: built from the one schema the Go code uses. RETAIN and
@@ -161,6 +172,16 @@ func NewStack(scope constructs.Construct, id string, p Props) awscdk.Stack {
 		bus.GrantPutEventsTo(fns[name], nil)
 	}
 	queue.GrantSendMessages(fns["api"])
+	// The key of signup status tokens: generated once, never leaves AWS.
+	statusSecret := awssecretsmanager.NewSecret(stack, jsii.String("StatusTokenKey"), &awssecretsmanager.SecretProps{
+		Description:          jsii.String("keys the status tokens the signup API hands out"),
+		GenerateSecretString: &awssecretsmanager.SecretStringGenerator{PasswordLength: jsii.Number(64), ExcludePunctuation: jsii.Bool(true)},
+		RemovalPolicy:        awscdk.RemovalPolicy_RETAIN,
+	})
+	statusSecret.GrantRead(fns["api"], nil)
+	fns["api"].AddEnvironment(jsii.String("SILO_STATUS_SECRET_ARN"), statusSecret.SecretArn(), nil)
+	fns["api"].AddEnvironment(jsii.String("SILO_OPERATOR_ISSUER"), operatorIssuer, nil)
+	fns["api"].AddEnvironment(jsii.String("SILO_OPERATOR_PUBLIC_KEY"), operatorKey, nil)
 	artifacts.GrantRead(fns["reconciler"], nil)
 
 	awsapigateway.NewLambdaRestApi(stack, jsii.String("Api"), &awsapigateway.LambdaRestApiProps{

@@ -561,7 +561,13 @@ func (r *Reconciler) deploy(ctx context.Context, t *registry.Tenant) (*registry.
 // Retry restarts a FAILED tenant at the step that failed. A failed deploy
 // gets a new operation id; a failed account creation makes a new request.
 func (r *Reconciler) Retry(ctx context.Context, id, actor, reason string) (*registry.Tenant, error) {
-	t, err := r.d.Registry.Get(ctx, id)
+	return Retry(ctx, r.d.Registry, id, actor, reason)
+}
+
+// Retry is the retry action on the registry alone, for callers that do not
+// run a reconciler (the API Lambda, which then queues the tenant).
+func Retry(ctx context.Context, reg *registry.Store, id, actor, reason string) (*registry.Tenant, error) {
+	t, err := reg.Get(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -572,7 +578,7 @@ func (r *Reconciler) Retry(ctx context.Context, id, actor, reason string) (*regi
 	if to == "" {
 		to = registry.StateRequested
 	}
-	return r.d.Registry.Transition(ctx, t, to, registry.Change{Actor: actor, Reason: reason, Type: "retry", Mutate: func(n *registry.Tenant) {
+	return reg.Transition(ctx, t, to, registry.Change{Actor: actor, Reason: reason, Type: "retry", Mutate: func(n *registry.Tenant) {
 		if n.Attributes == nil {
 			n.Attributes = map[string]string{}
 		}

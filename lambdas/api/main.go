@@ -1,26 +1,115 @@
-// Command api is the api Lambda of the silo control plane.
+// Command api is the silo API Lambda behind API Gateway: it wires the HTTP
+// API (internal/api) to the registry table, the reconcile queue and the
+// operator token key, and adapts API Gateway proxy events to net/http with
+// aws-lambda-go-api-proxy. Wiring only; behaviour lives in internal/api.
 //
-// NOT IMPLEMENTED YET: the handler arrives with a later issue. This main
-// exists so `make build` produces the zip the control-plane stack deploys;
-// every invocation logs that and fails, so nobody mistakes it for working.
+// Environment (set by the control-plane stack):
+//
+//	SILO_REGISTRY_TABLE       the registry table
+//	SILO_RECONCILE_QUEUE      URL of the queue the reconciler reads
+//	SILO_STATUS_SECRET_ARN    Secrets Manager secret keying status tokens
+//	SILO_OPERATOR_ISSUER      issuer of operator tokens
+//	SILO_OPERATOR_PUBLIC_KEY  its RS256 public key, PEM
+//	SILO_API_BASE_URL         the API's public URL (status links)
 package main
 
 import (
 	"context"
-	"encoding/json"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 
 	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/awslabs/aws-lambda-go-api-proxy/httpadapter"
+
+	"github.com/silo-saas/silo/internal/api"
+	"github.com/silo-saas/silo/internal/awsx"
+	"github.com/silo-saas/silo/internal/vending"
+	"github.com/silo-saas/silo/registry"
 )
 
-var errNotImplemented = errors.New("silo api: handler not implemented yet")
-
 func main() {
-	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	lambda.Start(func(ctx context.Context, event json.RawMessage) (json.RawMessage, error) {
-		log.ErrorContext(ctx, "handler not implemented yet", "function", "api")
-		return nil, errNotImplemented
-	})
+	log := slog.New(slog.NewJSONHandler(os.Stdout, nil))
+	ctx := context.Background()
+	h, err := build(ctx, log, os.Getenv)
+	if err != nil {
+		log.Error("api start failed", "err", err)
+		os.Exit(1)
+	}
+	// Built once per execution environment; invocations reuse it.
+	lambda.StartWithOptions(httpadapter.New(h).ProxyWithContext, lambda.WithContext(ctx))
+}
+
+func build(ctx context.Context, log *slog.Logger, env func(string) string) (*api.API, error) {
+	var missing []string
+	need := func(k string) string {
+		v := env(k)
+		if v == "" {
+			missing = append(missing, k)
+		}
+		return v
+	}
+	table, queue, secretARN := need("SILO_REGISTRY_TABLE"), need("SILO_RECONCILE_QUEUE"), need("SILO_STATUS_SECRET_ARN")
+	iss, keyPEM := need("SILO_OPERATOR_ISSUER"), need("SILO_OPERATOR_PUBLIC_KEY")
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("missing environment: %s", strings.Join(missing, ", "))
+	}
+	key, err := parseKey(keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("SILO_OPERATOR_PUBLIC_KEY: %w", err)
+	}
+	cfg, err := awsx.Load(ctx, awsx.Options{})
+	if err != nil {
+		return nil, err
+	}
+	secret, err := secretsmanager.NewFromConfig(cfg).GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(secretARN)})
+	if err != nil {
+		return nil, fmt.Errorf("read the status-token secret: %w", err)
+	}
+	verifier, err := api.NewJWTVerifier(api.JWTConfig{Key: key, Issuer: iss, Audience: api.Audience})
+	if err != nil {
+		return nil, err
+	}
+	reg := registry.New(dynamodb.NewFromConfig(cfg), table)
+	q := sqs.NewFromConfig(cfg)
+	return api.New(api.Deps{
+		Registry: reg,
+		// A lost kick is not lost work: the reconciler's one-minute sweep
+		// finds every tenant in a working state.
+		Kick: func(id string) {
+			if _, err := q.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(queue), MessageBody: aws.String(id)}); err != nil {
+				log.Warn("kick not queued; the sweep will pick the tenant up", "tenant", id, "err", err)
+			}
+		},
+		Retry: func(ctx context.Context, id, actor, reason string) (*registry.Tenant, error) {
+			return vending.Retry(ctx, reg, id, actor, reason)
+		},
+		Verifier: verifier,
+		Log:      log,
+	}, api.Options{StatusSecret: []byte(aws.ToString(secret.SecretString)), BaseURL: env("SILO_API_BASE_URL"), TrustForwardedFor: true})
+}
+
+func parseKey(s string) (*rsa.PublicKey, error) {
+	block, _ := pem.Decode([]byte(s))
+	if block == nil {
+		return nil, errors.New("not PEM")
+	}
+	pub, err := x509.ParsePKIXPublicKey(block.Bytes)
+	if err != nil {
+		return nil, err
+	}
+	key, ok := pub.(*rsa.PublicKey)
+	if !ok {
+		return nil, errors.New("not an RSA public key")
+	}
+	return key, nil
 }
