@@ -39,11 +39,7 @@ func (m *Manager) AddInstance(ctx context.Context, opID, account, region string,
 		OperationPreferences: m.preferences(),
 		CallAs:               m.opts.CallAs,
 	}
-	if m.opts.PermissionModel == ServiceManaged {
-		in.DeploymentTargets = m.targets([]string{account})
-	} else {
-		in.Accounts = []string{account}
-	}
+	in.Accounts, in.DeploymentTargets = m.targetOf(account)
 	return m.issue(ctx, opID, "add stack instance "+account+"/"+region, func(ctx context.Context) (*string, error) {
 		out, err := m.cfn.CreateStackInstances(ctx, in)
 		if err != nil {
@@ -68,11 +64,7 @@ func (m *Manager) UpdateInstance(ctx context.Context, opID, account, region stri
 		OperationPreferences: m.preferences(),
 		CallAs:               m.opts.CallAs,
 	}
-	if m.opts.PermissionModel == ServiceManaged {
-		in.DeploymentTargets = m.targets([]string{account})
-	} else {
-		in.Accounts = []string{account}
-	}
+	in.Accounts, in.DeploymentTargets = m.targetOf(account)
 	return m.issue(ctx, opID, "update stack instance "+account+"/"+region, func(ctx context.Context) (*string, error) {
 		out, err := m.cfn.UpdateStackInstances(ctx, in)
 		if err != nil {
@@ -98,11 +90,7 @@ func (m *Manager) RemoveInstance(ctx context.Context, opID, account, region stri
 		OperationPreferences: m.preferences(),
 		CallAs:               m.opts.CallAs,
 	}
-	if m.opts.PermissionModel == ServiceManaged {
-		in.DeploymentTargets = m.targets([]string{account})
-	} else {
-		in.Accounts = []string{account}
-	}
+	in.Accounts, in.DeploymentTargets = m.targetOf(account)
 	return m.issue(ctx, opID, "remove stack instance "+account+"/"+region, func(ctx context.Context) (*string, error) {
 		out, err := m.cfn.DeleteStackInstances(ctx, in)
 		if err != nil {
@@ -177,4 +165,13 @@ func (m *Manager) InstanceOutputs(ctx context.Context, account, region string) (
 		outputs[aws.ToString(o.OutputKey)] = aws.ToString(o.OutputValue)
 	}
 	return outputs, nil
+}
+
+// targetOf names one account the way the permission model wants it: by id
+// (self-managed) or as a deployment target within the OUs (service-managed).
+func (m *Manager) targetOf(account string) ([]string, *cfntypes.DeploymentTargets) {
+	if m.opts.PermissionModel == ServiceManaged {
+		return nil, m.targets([]string{account})
+	}
+	return []string{account}, nil
 }
