@@ -89,8 +89,10 @@ type Fleet struct {
 	servers   []*http.Server
 	endpoints []*endpoint
 	byID      map[string]*endpoint
-	wg        sync.WaitGroup
+	wg        sync.WaitGroup // servers and in-flight handlers
 	closeOnce sync.Once
+	mu        sync.Mutex
+	closed    bool // guards wg.Add against a Close already waiting
 }
 
 // Start serves the fleet until Close. ctx bounds the handlers (a hanging
@@ -153,10 +155,15 @@ func Start(ctx context.Context, opts Options) (*Fleet, error) {
 // fleet's goroutines.
 func (f *Fleet) Close() {
 	f.closeOnce.Do(func() {
-		f.cancel()
+		f.mu.Lock()
+		f.closed = true
+		f.mu.Unlock()
+		// Connections first, so a released hanging handler has no client
+		// left to answer; then the handlers' context.
 		for _, s := range f.servers {
 			_ = s.Close()
 		}
+		f.cancel()
 		f.wg.Wait()
 	})
 }
@@ -214,6 +221,17 @@ func (f *Fleet) Requests(id string) int64 {
 }
 
 func (f *Fleet) serve(w http.ResponseWriter, r *http.Request) {
+	// http.Server does not wait for its handlers; the fleet does, so that
+	// Close returns with nothing of it still running.
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		panic(http.ErrAbortHandler)
+	}
+	f.wg.Add(1)
+	f.mu.Unlock()
+	defer f.wg.Done()
+
 	rest, ok := strings.CutPrefix(r.URL.Path, "/t/")
 	id, tail, _ := strings.Cut(rest, "/")
 	e := f.byID[id]
@@ -231,6 +249,8 @@ func (f *Fleet) serve(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, http.StatusServiceUnavailable, "down")
 	case Hang:
 		<-ctx.Done()
+		// Never answer, even when released by Close: drop the connection.
+		panic(http.ErrAbortHandler)
 	case Flap:
 		every := max(b.Every, 1)
 		if (n-1)%int64(every) == 0 {
