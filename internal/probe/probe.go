@@ -339,12 +339,20 @@ func Classify(err error) string {
 	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &netErr) && netErr.Timeout()) {
 		return ClassTimeout
 	}
+	// The handshake's own failures are plain strings prefixed "tls: ";
+	// looked at after timeouts, so a handshake cut short by the deadline
+	// stays a timeout.
+	if strings.Contains(err.Error(), "tls: ") {
+		return ClassTLS
+	}
 	// A refused dial (*net.OpError "dial", ECONNREFUSED) and anything else
 	// that failed to reach the application (reset, unreachable, closed
 	// mid-answer) is connect: the endpoint is not listening.
 	return ClassConnect
 }
 
+// isTLS recognises the typed errors of a failed handshake or certificate
+// check, wherever the transport wrapped them.
 func isTLS(err error) bool {
 	var (
 		recErr   tls.RecordHeaderError
@@ -359,6 +367,5 @@ func isTLS(err error) bool {
 		errors.As(err, &authErr), errors.As(err, &hostErr), errors.As(err, &certErr):
 		return true
 	}
-	// The handshake's own errors are plain strings prefixed "tls: ".
-	return strings.Contains(err.Error(), "tls: ")
+	return false
 }

@@ -237,6 +237,7 @@ func TestClassify(t *testing.T) {
 		{"record header", wrap(tls.RecordHeaderError{Msg: "first record does not look like a TLS handshake"}), probe.ClassTLS},
 		{"handshake", wrap(errors.New("remote error: tls: handshake failure")), probe.ClassTLS},
 		{"deadline", wrap(context.DeadlineExceeded), probe.ClassTimeout},
+		{"handshake cut by deadline", wrap(fmt.Errorf("tls: handshake: %w", context.DeadlineExceeded)), probe.ClassTimeout},
 		{"dial timeout", wrap(&net.OpError{Op: "dial", Err: timeoutErr{}}), probe.ClassTimeout},
 	}
 	for _, tc := range tests {
