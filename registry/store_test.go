@@ -337,8 +337,7 @@ func TestTransitionRace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cur, err = s.Transition(ctx, cur, StateCreatingAccount, Change{})
-	if err != nil {
+	if _, err := s.Transition(ctx, cur, StateCreatingAccount, Change{}); err != nil {
 		t.Fatal(err)
 	}
 	// Five rounds; in each, 50 writers hold the same version and race.

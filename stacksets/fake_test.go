@@ -377,7 +377,7 @@ func TestOperationID(t *testing.T) {
 	if len(a) != 128 || a == b {
 		t.Errorf("long ids: %q (%d), %q", a, len(a), b)
 	}
-	if OperationID("acme", "deploy", 1) != OperationID("acme", "deploy", 1) {
+	if first, again := OperationID("acme", "deploy", 1), OperationID("acme", "deploy", 1); first != again {
 		t.Error("not deterministic")
 	}
 }

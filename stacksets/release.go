@@ -25,10 +25,6 @@ type s3API interface {
 	PutObject(ctx context.Context, in *s3.PutObjectInput, opts ...func(*s3.Options)) (*s3.PutObjectOutput, error)
 }
 
-// maxTemplateBody is CloudFormation's limit on an inline TemplateBody; a
-// larger template can only be passed by TemplateURL.
-const maxTemplateBody = 51_200
-
 // Release is one deployable version of the tenant application: a template
 // and a code artifact, both stored in the artifact bucket under their
 // content hash. Its ID is the hash of the pair, so the same inputs always

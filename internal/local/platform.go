@@ -235,7 +235,7 @@ func (p *Platform) Close() {
 	p.emu.Stop()
 }
 
-// Describe returns a short error-free summary for logs.
+// String summarizes the platform for logs.
 func (p *Platform) String() string {
 	return fmt.Sprintf("silo local: emulator %s, registry table %s, issuer %s", p.Info.AWSEndpoint, p.Info.RegistryTable, p.Info.Issuer)
 }
