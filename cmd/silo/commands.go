@@ -10,5 +10,6 @@ func commands() []*cobra.Command {
 		newBenchCmd(),
 		newSignupCmd(),
 		newTenantsCmd(),
+		newSimCmd(),
 	}
 }
