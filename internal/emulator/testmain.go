@@ -47,7 +47,7 @@ func RunTests(m *testing.M, e **Emulator) int {
 // ResetT resets and seeds the emulator for one test, failing it on error.
 func (e *Emulator) ResetT(t testing.TB) *Org {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	o, err := e.Reset(ctx)
 	if err != nil {

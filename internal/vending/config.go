@@ -68,21 +68,11 @@ func (c Config) WithDefaults() Config {
 	if c.AccountPrefix == "" {
 		c.AccountPrefix = "silo-"
 	}
-	if c.ReadinessTimeout <= 0 {
-		c.ReadinessTimeout = 15 * time.Minute
-	}
-	if c.ClaimTTL <= 0 {
-		c.ClaimTTL = 2 * time.Minute
-	}
-	if c.PollInterval <= 0 {
-		c.PollInterval = 2 * time.Second
-	}
-	if c.MaxPollInterval <= 0 {
-		c.MaxPollInterval = 15 * time.Second
-	}
-	if c.KeyDeletionDays == 0 {
-		c.KeyDeletionDays = 7
-	}
+	orDefault(&c.ReadinessTimeout, 15*time.Minute)
+	orDefault(&c.ClaimTTL, 2*time.Minute)
+	orDefault(&c.PollInterval, 2*time.Second)
+	orDefault(&c.MaxPollInterval, 15*time.Second)
+	orDefault(&c.KeyDeletionDays, 7)
 	if c.Actor == "" {
 		c.Actor = "reconciler"
 	}

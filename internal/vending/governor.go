@@ -42,31 +42,22 @@ func DefaultQuotas() Quotas {
 
 func (q Quotas) withDefaults() Quotas {
 	d := DefaultQuotas()
-	if q.MaxCreateInProgress <= 0 {
-		q.MaxCreateInProgress = d.MaxCreateInProgress
-	}
-	if q.CreateRate <= 0 {
-		q.CreateRate = d.CreateRate
-	}
-	if q.CreateBurst <= 0 {
-		q.CreateBurst = d.CreateBurst
-	}
-	if q.MaxConcurrentClosures <= 0 {
-		q.MaxConcurrentClosures = d.MaxConcurrentClosures
-	}
-	if q.ClosureWindow <= 0 {
-		q.ClosureWindow = d.ClosureWindow
-	}
-	if q.ClosureFloor <= 0 {
-		q.ClosureFloor = d.ClosureFloor
-	}
-	if q.ClosurePercent <= 0 {
-		q.ClosurePercent = d.ClosurePercent
-	}
-	if q.ClosureCap <= 0 {
-		q.ClosureCap = d.ClosureCap
-	}
+	orDefault(&q.MaxCreateInProgress, d.MaxCreateInProgress)
+	orDefault(&q.CreateRate, d.CreateRate)
+	orDefault(&q.CreateBurst, d.CreateBurst)
+	orDefault(&q.MaxConcurrentClosures, d.MaxConcurrentClosures)
+	orDefault(&q.ClosureWindow, d.ClosureWindow)
+	orDefault(&q.ClosureFloor, d.ClosureFloor)
+	orDefault(&q.ClosurePercent, d.ClosurePercent)
+	orDefault(&q.ClosureCap, d.ClosureCap)
 	return q
+}
+
+// orDefault sets an unset (zero or negative) setting to its default.
+func orDefault[T int | int32 | float64 | rate.Limit | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
 }
 
 // ClosureLimit is how many closures the rolling window allows for an
