@@ -134,12 +134,13 @@ type Tenant struct {
 	AppVersion string `json:"app_version,omitempty"`
 	// TargetVersion is the release the tenant should run; differs from
 	// AppVersion while an update is under way.
-	TargetVersion string            `json:"target_version,omitempty"`
-	Health        string            `json:"health,omitempty"`
-	Attributes    map[string]string `json:"attributes,omitempty"`
-	CreatedAt     time.Time         `json:"created_at"`
-	UpdatedAt     time.Time         `json:"updated_at"`
-	ClosedAt      *time.Time        `json:"closed_at,omitempty"`
+	TargetVersion string `json:"target_version,omitempty"`
+	// Health is what the prober last recorded; nil until it first probes.
+	Health     *Health           `json:"health,omitempty"`
+	Attributes map[string]string `json:"attributes,omitempty"`
+	CreatedAt  time.Time         `json:"created_at"`
+	UpdatedAt  time.Time         `json:"updated_at"`
+	ClosedAt   *time.Time        `json:"closed_at,omitempty"`
 	// Version increases by one with every write; writes are conditional on it.
 	Version int64 `json:"version"`
 }

@@ -28,6 +28,7 @@ type dynamoAPI interface {
 	CreateTable(ctx context.Context, in *dynamodb.CreateTableInput, opts ...func(*dynamodb.Options)) (*dynamodb.CreateTableOutput, error)
 	DescribeTable(ctx context.Context, in *dynamodb.DescribeTableInput, opts ...func(*dynamodb.Options)) (*dynamodb.DescribeTableOutput, error)
 	UpdateTimeToLive(ctx context.Context, in *dynamodb.UpdateTimeToLiveInput, opts ...func(*dynamodb.Options)) (*dynamodb.UpdateTimeToLiveOutput, error)
+	BatchWriteItem(ctx context.Context, in *dynamodb.BatchWriteItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.BatchWriteItemOutput, error)
 }
 
 // Store is the tenant registry in one DynamoDB table.
@@ -104,7 +105,7 @@ type tenantItem struct {
 	Operation     string            `dynamodbav:"operation,omitempty"`
 	AppVersion    string            `dynamodbav:"app_version,omitempty"`
 	TargetVersion string            `dynamodbav:"target_version,omitempty"`
-	Health        string            `dynamodbav:"health,omitempty"`
+	Health        *Health           `dynamodbav:"health,omitempty"`
 	Attributes    map[string]string `dynamodbav:"attributes,omitempty"`
 	CreatedAt     time.Time         `dynamodbav:"created_at"`
 	UpdatedAt     time.Time         `dynamodbav:"updated_at"`
@@ -435,6 +436,10 @@ func (s *Store) write(ctx context.Context, t *Tenant, to State, c Change) (*Tena
 	now := s.now()
 	next := *t
 	next.Attributes = maps.Clone(t.Attributes)
+	if t.Health != nil {
+		h := *t.Health
+		next.Health = &h
+	}
 	if c.Mutate != nil {
 		c.Mutate(&next)
 		// The spec and the bookkeeping are not the caller's to change.

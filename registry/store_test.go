@@ -154,7 +154,7 @@ func TestCreateGetListTransitionEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cur, err = s.Update(ctx, cur, Change{Mutate: func(t *Tenant) { t.Health = "up" }})
+	cur, err = s.Update(ctx, cur, Change{Mutate: func(t *Tenant) { t.Health = &Health{Status: HealthUp, LatencyMS: 42} }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,8 +178,8 @@ func TestCreateGetListTransitionEvents(t *testing.T) {
 	if diff := cmp.Diff(want, got2); diff != "" {
 		t.Errorf("events (-want +got):\n%s", diff)
 	}
-	if cur.Version != 7 || cur.Health != "up" {
-		t.Errorf("after updates: version %d health %q", cur.Version, cur.Health)
+	if cur.Version != 7 || cur.Health == nil || cur.Health.Status != HealthUp {
+		t.Errorf("after updates: version %d health %+v", cur.Version, cur.Health)
 	}
 }
 
@@ -518,7 +518,7 @@ func TestBadInputLeavesTableUnchanged(t *testing.T) {
 		t.Errorf("refused calls changed the table (-before +after):\n%s", diff)
 	}
 	// A real conflict: write once, then write again from the old copy.
-	if _, err := s.Update(ctx, base, Change{Mutate: func(t *Tenant) { t.Health = "up" }}); err != nil {
+	if _, err := s.Update(ctx, base, Change{Mutate: func(t *Tenant) { t.Health = &Health{Status: HealthUp, LatencyMS: 42} }}); err != nil {
 		t.Fatal(err)
 	}
 	mid := f.snapshot(t)

@@ -273,7 +273,7 @@ func printTenant(w io.Writer, t *api.TenantView, asJSON bool) error {
 	row("account", t.AccountID)
 	row("endpoint", t.Endpoint)
 	row("version", t.AppVersion)
-	row("health", t.Health)
+	row("health", t.Health.Summary())
 	row("created", t.CreatedAt.Format(time.RFC3339))
 	row("updated", t.UpdatedAt.Format(time.RFC3339))
 	if e := t.LastEvent; e != nil {

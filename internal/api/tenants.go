@@ -13,20 +13,20 @@ import (
 
 // TenantView is a tenant as the API shows it.
 type TenantView struct {
-	ID            string          `json:"tenant_id"`
-	Name          string          `json:"name"`
-	Tier          registry.Tier   `json:"tier"`
-	Region        string          `json:"region"`
-	State         registry.State  `json:"state"`
-	Reason        string          `json:"reason,omitempty"`
-	AccountID     string          `json:"account_id,omitempty"`
-	Endpoint      string          `json:"endpoint,omitempty"`
-	AppVersion    string          `json:"app_version,omitempty"`
-	TargetVersion string          `json:"target_version,omitempty"`
-	Health        string          `json:"health,omitempty"`
-	CreatedAt     time.Time       `json:"created_at"`
-	UpdatedAt     time.Time       `json:"updated_at"`
-	LastEvent     *registry.Event `json:"last_event,omitempty"`
+	ID            string           `json:"tenant_id"`
+	Name          string           `json:"name"`
+	Tier          registry.Tier    `json:"tier"`
+	Region        string           `json:"region"`
+	State         registry.State   `json:"state"`
+	Reason        string           `json:"reason,omitempty"`
+	AccountID     string           `json:"account_id,omitempty"`
+	Endpoint      string           `json:"endpoint,omitempty"`
+	AppVersion    string           `json:"app_version,omitempty"`
+	TargetVersion string           `json:"target_version,omitempty"`
+	Health        *registry.Health `json:"health,omitempty"`
+	CreatedAt     time.Time        `json:"created_at"`
+	UpdatedAt     time.Time        `json:"updated_at"`
+	LastEvent     *registry.Event  `json:"last_event,omitempty"`
 }
 
 func view(t *registry.Tenant) TenantView {
