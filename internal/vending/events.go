@@ -41,12 +41,15 @@ type TenantEvent struct {
 	Endpoint   string `json:"endpoint,omitempty"`
 	AppVersion string `json:"app_version,omitempty"`
 	Reason     string `json:"reason,omitempty"`
+	// Health is the tenant's health as last recorded (tenant.health_changed
+	// events carry the new one).
+	Health *registry.Health `json:"health,omitempty"`
 }
 
 // Publish puts one event of the given kind (tenant.activated, …).
 func (b *Bus) Publish(ctx context.Context, kind string, t *registry.Tenant) {
 	detail, _ := json.Marshal(TenantEvent{TenantID: t.ID, State: string(t.State), AccountID: t.AccountID,
-		Endpoint: t.Endpoint, AppVersion: t.AppVersion, Reason: t.Reason})
+		Endpoint: t.Endpoint, AppVersion: t.AppVersion, Reason: t.Reason, Health: t.Health})
 	out, err := b.eb.PutEvents(ctx, &eventbridge.PutEventsInput{Entries: []ebtypes.PutEventsRequestEntry{{
 		EventBusName: aws.String(b.name), Source: aws.String(EventSource),
 		DetailType: aws.String(kind), Detail: aws.String(string(detail)),
