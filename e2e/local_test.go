@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -21,6 +22,7 @@ import (
 	"github.com/silo-saas/silo/internal/api"
 	"github.com/silo-saas/silo/internal/awsx"
 	"github.com/silo-saas/silo/internal/local"
+	"github.com/silo-saas/silo/internal/probe"
 	"github.com/silo-saas/silo/internal/tenantapp"
 	"github.com/silo-saas/silo/registry"
 )
@@ -45,7 +47,7 @@ func TestLocalPlatformLifecycle(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 
-	cmd := exec.Command(bin, "local", "--ready-file", ready)
+	cmd := exec.Command(bin, "local", "--ready-file", ready, "--probe-every", "500ms")
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -74,6 +76,7 @@ func TestLocalPlatformLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := registry.New(dynamodb.NewFromConfig(cfg), info.RegistryTable)
+	queue := subscribe(t, cfg)
 	if info.API == "" || info.AdminToken == "" {
 		t.Fatalf("ready file lacks the API or the admin token: %+v", info)
 	}
@@ -97,6 +100,28 @@ func TestLocalPlatformLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkHealthy(ctx, t, tn)
+	// The in-process prober finds the new tenant up: its health is on the
+	// tenant, in its audit trail and on the bus.
+	for tn.Health == nil || tn.Health.Status != registry.HealthUp {
+		if ctx.Err() != nil {
+			t.Fatalf("tenant %s never recorded up: %+v", tn.ID, tn.Health)
+		}
+		time.Sleep(200 * time.Millisecond)
+		if tn, err = reg.Get(ctx, signed.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if evs, err := reg.Events(ctx, tn.ID); err != nil || evs[len(evs)-1].Type != probe.EventHealthChanged || evs[len(evs)-1].Actor != probe.Actor {
+		t.Errorf("audit trail after the first probe: %+v %v", evs, err)
+	}
+	for e := range slices.Values(drain(ctx, t, cfg, queue, 3)) {
+		if e.DetailType == probe.EventHealthChanged {
+			if e.Detail.TenantID != tn.ID || e.Detail.Health == nil || e.Detail.Health.Status != registry.HealthUp {
+				t.Errorf("health event on the bus: %+v", e.Detail)
+			}
+			break
+		}
+	}
 	// An operator lists, suspends with a reason, and reads the audit trail.
 	var list api.TenantList
 	runCLI(ctx, t, bin, &list, "tenants", "ls", "--api", info.API, "--token", info.AdminToken, "--state", "active", "--json")

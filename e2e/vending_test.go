@@ -147,7 +147,7 @@ func checkFleet(t *testing.T, c *local.Control, ids []string) {
 
 func TestVendHappyPath(t *testing.T) {
 	c := wire(t, local.ControlOptions{})
-	queue := subscribe(t, c)
+	queue := subscribe(t, c.Config)
 	ids := []string{"alpha", "bravo", "charlie"}
 	signup(t, c, ids...)
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
@@ -157,7 +157,7 @@ func TestVendHappyPath(t *testing.T) {
 
 	// Every tenant's events reached the bus, in order.
 	got := map[string][]string{}
-	for _, e := range drain(ctx, t, c, queue, 3*len(ids)) {
+	for _, e := range drain(ctx, t, c.Config, queue, 3*len(ids)) {
 		got[e.Detail.TenantID] = append(got[e.Detail.TenantID], e.DetailType)
 	}
 	for _, id := range ids {
@@ -184,10 +184,10 @@ func TestVendHappyPath(t *testing.T) {
 }
 
 // subscribe routes every silo event on the bus to a new SQS queue.
-func subscribe(t *testing.T, c *local.Control) string {
+func subscribe(t *testing.T, cfg aws.Config) string {
 	t.Helper()
 	ctx := t.Context()
-	q := sqs.NewFromConfig(c.Config)
+	q := sqs.NewFromConfig(cfg)
 	created, err := q.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("silo-events-test")})
 	if err != nil {
 		t.Fatal(err)
@@ -196,7 +196,7 @@ func subscribe(t *testing.T, c *local.Control) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eb := eventbridge.NewFromConfig(c.Config)
+	eb := eventbridge.NewFromConfig(cfg)
 	if _, err := eb.PutRule(ctx, &eventbridge.PutRuleInput{Name: aws.String("all-silo"), EventBusName: aws.String(local.EventBus),
 		EventPattern: aws.String(`{"source":["` + vending.EventSource + `"]}`)}); err != nil {
 		t.Fatal(err)
@@ -215,9 +215,9 @@ type busEvent struct {
 }
 
 // drain reads n events from the queue, oldest first.
-func drain(ctx context.Context, t *testing.T, c *local.Control, queue string, n int) []busEvent {
+func drain(ctx context.Context, t *testing.T, cfg aws.Config, queue string, n int) []busEvent {
 	t.Helper()
-	q := sqs.NewFromConfig(c.Config)
+	q := sqs.NewFromConfig(cfg)
 	var out []busEvent
 	for len(out) < n {
 		msgs, err := q.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(queue), MaxNumberOfMessages: 10, WaitTimeSeconds: 1})

@@ -19,6 +19,7 @@ import (
 func newLocalCmd() *cobra.Command {
 	var readyFile, apiAddr string
 	var exit, asJSON, verbose, demo bool
+	var probeEvery time.Duration
 	cmd := &cobra.Command{
 		Use:   "local",
 		Short: "Run the silo platform on this machine, backed by a local AWS emulator",
@@ -26,7 +27,8 @@ func newLocalCmd() *cobra.Command {
 it as a management account (an IAM user and key, an organization with the
 OUs Tenants/Production, Tenants/Preview, Suspended and Pool), creates the
 tenant registry table, applies the guardrail SCPs, publishes the current
-release and its StackSet, runs the reconciler, and serves the silo API. It
+release and its StackSet, runs the reconciler and the fleet prober (every
+--probe-every), and serves the silo API. It
 prints how to reach everything and an admin token, and runs until Ctrl-C.
 No AWS account is needed.
 
@@ -54,7 +56,7 @@ after the summary.`,
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
 			began := time.Now()
 			fmt.Fprintln(cmd.ErrOrStderr(), "starting the local AWS emulator and the control plane…")
-			p, err := local.Start(ctx, local.Options{APIAddr: apiAddr}, log)
+			p, err := local.Start(ctx, local.Options{APIAddr: apiAddr, ProbeEvery: probeEvery}, log)
 			if err != nil {
 				return err
 			}
@@ -98,6 +100,7 @@ after the summary.`,
 	}
 	cmd.Flags().StringVar(&readyFile, "ready-file", "", "write connection details as JSON to this file once ready")
 	cmd.Flags().StringVar(&apiAddr, "api-addr", "", "where the API listens (default: a free loopback port)")
+	cmd.Flags().DurationVar(&probeEvery, "probe-every", 10*time.Second, "interval of the fleet health sweeps")
 	cmd.Flags().BoolVar(&demo, "demo", false, "sign three tenants up and exercise their endpoints")
 	cmd.Flags().BoolVar(&exit, "exit", false, "stop after the summary (for CI)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the connection details as JSON")

@@ -64,6 +64,9 @@ type Control struct {
 	Release    stacksets.Release
 	Reconciler *vending.Reconciler
 	Vending    vending.Config
+	// Bus publishes tenant events to the EventBus (the prober's health
+	// transitions go there too).
+	Bus *vending.Bus
 }
 
 // EventBus is the name of silo's event bus.
@@ -157,6 +160,7 @@ func Wire(ctx context.Context, org *emulator.Org, o ControlOptions, log *slog.Lo
 		EventBus:          EventBus,
 		EmailPattern:      "silo+{tenant}@tenants.silo.local",
 	}.WithDefaults()
+	c.Bus = vending.NewBus(eb, EventBus, log)
 	c.Reconciler, err = vending.New(c.Vending, vending.Deps{
 		Registry:  c.Registry,
 		Org:       orgc,
@@ -164,7 +168,7 @@ func Wire(ctx context.Context, org *emulator.Org, o ControlOptions, log *slog.Lo
 		Readiness: vending.NewReadiness(c.Accounts),
 		Cleaner:   vending.NewCleaner(c.Accounts, 7, log),
 		Endpoint:  o.Endpoint,
-		Events:    unserving{next: vending.NewBus(eb, EventBus, log), unserve: o.Unserve},
+		Events:    unserving{next: c.Bus, unserve: o.Unserve},
 		Governor:  o.Governor,
 		Log:       log,
 	})

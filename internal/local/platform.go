@@ -24,6 +24,7 @@ import (
 	"github.com/silo-saas/silo/internal/awsx"
 	"github.com/silo-saas/silo/internal/emulator"
 	"github.com/silo-saas/silo/internal/issuer"
+	"github.com/silo-saas/silo/internal/probe"
 	"github.com/silo-saas/silo/internal/vending"
 	"github.com/silo-saas/silo/registry"
 )
@@ -36,6 +37,9 @@ type Options struct {
 	EmulatorLog io.Writer
 	// APIAddr is where the API listens; a free loopback port when empty.
 	APIAddr string
+	// ProbeEvery is the interval of fleet health sweeps (default 10s; in
+	// AWS it is a minute, but locally a person is watching).
+	ProbeEvery time.Duration
 }
 
 // Info is what a person or a script needs to reach a running platform. It
@@ -70,6 +74,8 @@ type Platform struct {
 	Issuer *issuer.Issuer
 	// Host serves the tenant apps; a tenant's endpoint is its URL there.
 	Host *apphost.Host
+	// Sweeper probes every serving tenant's endpoint and records its health.
+	Sweeper *probe.Sweeper
 
 	emu       *emulator.Emulator
 	log       *slog.Logger
@@ -123,11 +129,22 @@ func Start(ctx context.Context, o Options, log *slog.Logger) (*Platform, error) 
 	}
 	p.Registry = p.Control.Registry
 	p.Runner = vending.NewRunner(p.Control.Reconciler, 0)
+	prober := probe.New(probe.Options{Concurrency: 50, Timeout: 5 * time.Second}, log)
+	p.Sweeper = &probe.Sweeper{
+		Registry: p.Registry, Prober: prober, Shards: 1, Log: log,
+		Recorder: probe.NewRecorder(p.Registry, p.Control.Bus, probe.RecorderOptions{}, log),
+	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	p.cancel, p.done = cancel, make(chan struct{})
+	var loops sync.WaitGroup
+	loops.Go(func() { _ = p.Runner.Run(runCtx, 5*time.Second) })
+	loops.Go(func() {
+		defer prober.Close()
+		p.Sweeper.Run(runCtx, or(o.ProbeEvery, 10*time.Second))
+	})
 	go func() {
-		defer close(p.done)
-		_ = p.Runner.Run(runCtx, 5*time.Second)
+		loops.Wait()
+		close(p.done)
 	}()
 	p.Info = Info{
 		AWSEndpoint: org.Endpoint, Region: org.Region,
