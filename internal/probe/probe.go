@@ -7,6 +7,7 @@
 package probe
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -19,6 +20,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -59,6 +61,16 @@ const maxBody = 64 << 10
 type Target struct {
 	TenantID string
 	URL      string
+	// Suspect marks a target that was not up at its last check: its
+	// confirming retry is hedged (started while the first attempt may still
+	// be waiting), so a hanging endpoint costs one timeout, not two.
+	Suspect bool `json:",omitempty"`
+	// Known is false for a target never checked before.
+	Known bool `json:",omitempty"`
+	// Cost is how long its last check took; a sweep starts the costliest
+	// first (longest-processing-time order), so a slow or hanging endpoint
+	// does not start last and hold the sweep past its bound.
+	Cost time.Duration `json:",omitempty"`
 }
 
 // Condition is the outcome of one check of a probe, kept so that an
@@ -97,7 +109,11 @@ func Targets(tenants []*registry.Tenant) []Target {
 		if t.State != registry.StateActive && t.State != registry.StateUpdating {
 			continue
 		}
-		out = append(out, Target{TenantID: t.ID, URL: strings.TrimRight(t.Endpoint, "/") + "/health"})
+		tg := Target{TenantID: t.ID, URL: strings.TrimRight(t.Endpoint, "/") + "/health"}
+		if h := t.Health; h != nil && h.Status != registry.HealthUnknown {
+			tg.Known, tg.Suspect, tg.Cost = true, h.Status != registry.HealthUp, time.Duration(h.LatencyMS)*time.Millisecond
+		}
+		out = append(out, tg)
 	}
 	return out
 }
@@ -216,7 +232,8 @@ func (p *Prober) Sweep(ctx context.Context, targets []Target) []Result {
 	sem := make(chan struct{}, p.opts.Concurrency)
 	var wg sync.WaitGroup
 loop:
-	for i, t := range targets {
+	for _, i := range schedule(targets) {
+		t := targets[i]
 		select {
 		case <-ctx.Done():
 			break loop
@@ -249,9 +266,44 @@ loop:
 	return results
 }
 
+// schedule returns the order in which to start targets: suspects first,
+// then targets never checked, then the rest, each group costliest first.
+// Starting the longest jobs first keeps a sweep's length near the bound
+// set by total work over concurrency; a hanging endpoint started last
+// would add a whole timeout to it.
+func schedule(targets []Target) []int {
+	order := make([]int, len(targets))
+	for i := range order {
+		order[i] = i
+	}
+	group := func(t Target) int {
+		switch {
+		case t.Suspect:
+			return 0
+		case !t.Known:
+			return 1
+		}
+		return 2
+	}
+	slices.SortStableFunc(order, func(a, b int) int {
+		ta, tb := targets[a], targets[b]
+		if c := cmp.Compare(group(ta), group(tb)); c != 0 {
+			return c
+		}
+		return cmp.Compare(tb.Cost, ta.Cost)
+	})
+	return order
+}
+
 // probe checks one target, confirming a failure with one retry after a
-// jittered delay so that a one-off blip does not declare it down.
+// jittered delay so that a one-off blip does not declare it down. For a
+// suspect the retry is hedged: it starts after the delay even while the
+// first attempt is still waiting, so an endpoint that hangs costs one
+// timeout plus the delay instead of two timeouts.
 func (p *Prober) probe(ctx context.Context, t Target) Result {
+	if t.Suspect {
+		return p.hedged(ctx, t)
+	}
 	first := p.check(ctx, t)
 	if first.Up {
 		return first
@@ -272,6 +324,52 @@ func (p *Prober) probe(ctx context.Context, t Target) Result {
 	second.Confirmed = true
 	p.log.DebugContext(ctx, "probe failure confirmed", "tenant", t.TenantID, "class", second.Class, "status", second.Status)
 	return second
+}
+
+func (p *Prober) hedged(ctx context.Context, t Target) Result {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	results := make(chan Result, 2)
+	go func() { results <- p.check(ctx, t) }()
+	d := p.opts.ConfirmDelay/2 + rand.N(p.opts.ConfirmDelay)
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	var first Result
+	select {
+	case first = <-results:
+		if first.Up {
+			return first
+		}
+		// A fast failure: the retry still waits out its jitter.
+		select {
+		case <-ctx.Done():
+			return first
+		case <-timer.C:
+		}
+		second := p.check(ctx, t)
+		if !second.Up {
+			second.Confirmed = true
+		}
+		return second
+	case <-ctx.Done():
+		return Result{TenantID: t.TenantID, URL: t.URL, Class: ClassNotProbed}
+	case <-timer.C:
+	}
+	go func() { results <- p.check(ctx, t) }()
+	a := <-results
+	if a.Up {
+		return a // the other attempt is cancelled
+	}
+	b := <-results
+	if b.Up {
+		return b
+	}
+	// Both failed: report the later verdict, as the sequential path does.
+	if a.Checked.After(b.Checked) {
+		b = a
+	}
+	b.Confirmed = true
+	return b
 }
 
 // check makes one attempt and evaluates every condition on its answer.

@@ -53,7 +53,14 @@ func TestTargets(t *testing.T) {
 		{"active and updating with endpoints", []*registry.Tenant{
 			tenant("a", registry.StateActive, "https://a.example"),
 			tenant("b", registry.StateUpdating, "https://b.example/"),
-		}, []probe.Target{{"a", "https://a.example/health"}, {"b", "https://b.example/health"}}},
+		}, []probe.Target{{TenantID: "a", URL: "https://a.example/health"}, {TenantID: "b", URL: "https://b.example/health"}}},
+		{"last health carried", []*registry.Tenant{
+			withHealth(tenant("h", registry.StateActive, "https://h.example"), registry.HealthDown, 5000),
+			withHealth(tenant("i", registry.StateActive, "https://i.example"), registry.HealthUp, 40),
+		}, []probe.Target{
+			{TenantID: "h", URL: "https://h.example/health", Known: true, Suspect: true, Cost: 5 * time.Second},
+			{TenantID: "i", URL: "https://i.example/health", Known: true, Cost: 40 * time.Millisecond},
+		}},
 		{"other states skipped", []*registry.Tenant{
 			tenant("c", registry.StateSuspended, "https://c.example"),
 			tenant("d", registry.StateDeploying, "https://d.example"),
@@ -69,6 +76,11 @@ func TestTargets(t *testing.T) {
 			}
 		})
 	}
+}
+
+func withHealth(t *registry.Tenant, s registry.HealthStatus, ms int64) *registry.Tenant {
+	t.Health = &registry.Health{Status: s, LatencyMS: ms}
+	return t
 }
 
 // TestSweepBehaviours runs the engine against every simulated behaviour.
@@ -100,27 +112,77 @@ func TestSweepBehaviours(t *testing.T) {
 	defer f.Close()
 	p := probe.New(testOptions(), discard())
 	defer p.Close()
-	targets := f.Targets()
-	results := p.Sweep(t.Context(), targets)
-	if len(results) != len(tests) {
-		t.Fatalf("got %d results, want %d", len(results), len(tests))
+	// Suspects (not up at their last check) take the hedged confirmation
+	// path; the verdicts must be the same.
+	for _, suspect := range []bool{false, true} {
+		targets := f.Targets()
+		for i := range targets {
+			targets[i].Suspect, targets[i].Known = suspect, suspect
+		}
+		results := p.Sweep(t.Context(), targets)
+		if len(results) != len(tests) {
+			t.Fatalf("got %d results, want %d", len(results), len(tests))
+		}
+		for i, tc := range tests {
+			t.Run(fmt.Sprintf("%s/suspect=%v", tc.name, suspect), func(t *testing.T) {
+				got := results[i]
+				if got.TenantID != targets[i].TenantID || got.URL != targets[i].URL {
+					t.Errorf("result %d is for %s %s, want %s %s", i, got.TenantID, got.URL, targets[i].TenantID, targets[i].URL)
+				}
+				if d := cmp.Diff(tc.want, got, cmpopts.IgnoreFields(probe.Result{}, "TenantID", "URL", "Latency", "Checked", "Conditions")); d != "" {
+					t.Errorf("result (-want +got):\n%s", d)
+				}
+				if got.Checked.IsZero() {
+					t.Error("Checked not set")
+				}
+				if got.Class == probe.ClassTimeout && got.Latency < timeout {
+					t.Errorf("timed out after %v, want at least the timeout %v", got.Latency, timeout)
+				}
+			})
+		}
 	}
-	for i, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			got := results[i]
-			if got.TenantID != targets[i].TenantID || got.URL != targets[i].URL {
-				t.Errorf("result %d is for %s %s, want %s %s", i, got.TenantID, got.URL, targets[i].TenantID, targets[i].URL)
-			}
-			if d := cmp.Diff(tc.want, got, cmpopts.IgnoreFields(probe.Result{}, "TenantID", "URL", "Latency", "Checked", "Conditions")); d != "" {
-				t.Errorf("result (-want +got):\n%s", d)
-			}
-			if got.Checked.IsZero() {
-				t.Error("Checked not set")
-			}
-			if got.Class == probe.ClassTimeout && got.Latency < timeout {
-				t.Errorf("timed out after %v, want at least the timeout %v", got.Latency, timeout)
-			}
-		})
+}
+
+// TestHedgedSuspect: a hanging endpoint that was already down costs one
+// timeout (the confirming attempt runs beside the first), one that was up
+// costs two (the retry follows the first failure), and the sweep starts
+// suspects first whatever their place in the list.
+func TestHedgedSuspect(t *testing.T) {
+	f, err := sim.Start(t.Context(), sim.Options{Endpoints: 2, Latency: fast,
+		Behaviour: func(i int) sim.Behaviour { return sim.Behaviour{Mode: sim.Hang} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	p := probe.New(probe.Options{Concurrency: 1, Timeout: timeout, ConfirmDelay: 10 * time.Millisecond}, discard())
+	defer p.Close()
+	targets := f.Targets()
+	targets[1].Suspect, targets[1].Known = true, true
+
+	start := time.Now()
+	res := p.Sweep(t.Context(), targets[1:])
+	if took := time.Since(start); took >= 2*timeout || !res[0].Confirmed || res[0].Class != probe.ClassTimeout {
+		t.Errorf("suspect hang: %v, %+v; want one timeout (%v) and confirmed", took, res[0], timeout)
+	}
+	if n := f.Requests(targets[1].TenantID); n != 2 {
+		t.Errorf("suspect got %d requests, want 2", n)
+	}
+	start = time.Now()
+	res = p.Sweep(t.Context(), targets[:1])
+	if took := time.Since(start); took < 2*timeout || !res[0].Confirmed {
+		t.Errorf("hang that was up: %v, %+v; want two timeouts", took, res[0])
+	}
+	// Concurrency 1: the suspect, listed second, is probed first.
+	f2, err := sim.Start(t.Context(), sim.Options{Endpoints: 2, Latency: fast})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f2.Close()
+	targets = f2.Targets()
+	targets[1].Suspect, targets[1].Known = true, true
+	res = p.Sweep(t.Context(), targets)
+	if !res[1].Checked.Before(res[0].Checked) {
+		t.Errorf("suspect checked at %v, after the other target at %v", res[1].Checked, res[0].Checked)
 	}
 }
 
