@@ -14,7 +14,7 @@ func newBenchCmd() *cobra.Command {
 		Use:   "bench",
 		Short: "Run silo's platform benchmarks against the local emulator and print their tables",
 	}
-	cmd.AddCommand(newBenchVendCmd())
+	cmd.AddCommand(newBenchVendCmd(), newBenchProbeCmd())
 	return cmd
 }
 
@@ -54,6 +54,49 @@ tenant, and quota violations (requests the proxy had to refuse).`,
 	cmd.Flags().DurationVar(&o.StackSetTime, "stackset", 200*time.Millisecond, "how long each StackSet operation runs")
 	cmd.Flags().IntVar(&o.Workers, "workers", 0, "tenants driven at once (default: all)")
 	cmd.Flags().DurationVar(&o.ClaimTTL, "claim-ttl", 2*time.Minute, "the reconciler's claim on an account creation (the production default)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
+	return cmd
+}
+
+func newBenchProbeCmd() *cobra.Command {
+	var o bench.ProbeOptions
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "probe",
+		Short: "Sweep a simulated fleet of endpoints and measure the prober",
+		Long: `probe serves --endpoints simulated tenant endpoints from a child process
+(silo sim fleet), with answers taking --latency-min to --latency-max and
+--hang percent never answering, then runs two full sweeps at --concurrency
+with a per-probe --timeout, recording results into an in-memory registry.
+
+The first sweep knows nothing of the fleet; the second is the steady state
+(each tenant's last health known, as every minute in production). For each
+it reports the wall time against the bound, max(sum of answer latencies /
+concurrency, timeout + slowest answer), their ratio, the peak RSS of this
+process during the sweep, CPU time per probe, and the registry writes the
+recording made (a write per change only).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			res, err := bench.Probe(cmd.Context(), o, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(res)
+			}
+			res.Print(cmd.OutOrStdout())
+			return nil
+		},
+	}
+	cmd.Flags().IntVar(&o.Endpoints, "endpoints", 10000, "simulated endpoints")
+	cmd.Flags().IntVar(&o.Listeners, "listeners", 8, "loopback listeners the endpoints are spread over")
+	cmd.Flags().IntVar(&o.Concurrency, "concurrency", 500, "probes in flight at once")
+	cmd.Flags().DurationVar(&o.Timeout, "timeout", 2*time.Second, "per-probe timeout")
+	cmd.Flags().DurationVar(&o.LatencyMin, "latency-min", 20*time.Millisecond, "fastest answer")
+	cmd.Flags().DurationVar(&o.LatencyMax, "latency-max", 200*time.Millisecond, "slowest answer")
+	cmd.Flags().Float64Var(&o.HangPercent, "hang", 1, "percent of endpoints that never answer")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return cmd
 }
