@@ -3,6 +3,7 @@ package console
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -21,10 +22,14 @@ type fakeStore struct {
 	tenants []*registry.Tenant
 	lists   atomic.Int64
 	block   chan struct{} // when set, List waits on it
+	err     error         // when set, List fails with it
 }
 
 func (s *fakeStore) List(ctx context.Context, st registry.State, o registry.ListOptions) (*registry.Page, error) {
 	s.lists.Add(1)
+	if s.err != nil {
+		return nil, s.err
+	}
 	if s.block != nil {
 		select {
 		case <-s.block:
@@ -132,6 +137,25 @@ func TestLazyRefresh(t *testing.T) {
 	// Refresh forces a read.
 	if err := c.Refresh(t.Context()); err != nil || store.lists.Load() != 3*states {
 		t.Fatalf("Refresh: %v, %d calls", err, store.lists.Load())
+	}
+}
+
+func TestRegistryDownIs503WithoutInternals(t *testing.T) {
+	store := &fakeStore{err: errors.New("dial tcp 10.1.2.3:443: secret-internal-detail")}
+	logs := &syncBuffer{}
+	c, err := New(Deps{Registry: store, Verifier: fakeVerifier{}, Log: slog.New(slog.NewTextHandler(logs, nil))}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, p := range []string{"/", "/tenants"} {
+		r := do(t, c, "GET", p, "ok", nil, nil)
+		if r.status != http.StatusServiceUnavailable || strings.Contains(r.body, "secret-internal-detail") || !strings.Contains(r.body, "Reference:") {
+			t.Errorf("GET %s: %d\n%s", p, r.status, r.body)
+		}
+	}
+	if !strings.Contains(logs.String(), "secret-internal-detail") {
+		t.Errorf("the cause is not logged")
 	}
 }
 

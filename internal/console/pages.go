@@ -289,6 +289,11 @@ func (c *Console) tenants(w http.ResponseWriter, r *http.Request, v *view) error
 	}
 	d := &tenantsData{Query: lq, Fleet: s.tenantCount, States: registry.States(), Healths: registry.HealthStatuses(),
 		Tiers: []string{"basic", "standard", "enterprise"}, Versions: s.versions, Pers: []int{25, 50, 100, 250, 500}}
+	if !slices.Contains(d.Pers, lq.Per) {
+		// A page size typed into the URL stays selected in the form.
+		d.Pers = append(d.Pers, lq.Per)
+		slices.Sort(d.Pers)
+	}
 	d.Rows, d.Total = s.filter(lq)
 	d.Pages = max(1, (d.Total+lq.Per-1)/lq.Per)
 	d.Page = lq.Page

@@ -166,24 +166,24 @@ var funcs = template.FuncMap{
 	},
 }
 
-// ago says how long before now t was, for an operator: "3h 12m".
+// ago says how long before now t was, for an operator: "3h 12m ago".
 func ago(now, t time.Time) string {
 	if t.IsZero() {
 		return "—"
 	}
 	d := now.Sub(t)
-	if d < 0 {
-		return "just now"
-	}
 	switch {
+	case d < 0:
+		// Clocks differ between hosts; a time slightly ahead is "now".
+		return "just now"
 	case d < time.Minute:
-		return fmt.Sprintf("%ds", int(d.Seconds()))
+		return fmt.Sprintf("%ds ago", int(d.Seconds()))
 	case d < time.Hour:
-		return fmt.Sprintf("%dm", int(d.Minutes()))
+		return fmt.Sprintf("%dm ago", int(d.Minutes()))
 	case d < 48*time.Hour:
-		return fmt.Sprintf("%dh %dm", int(d.Hours()), int(d.Minutes())%60)
+		return fmt.Sprintf("%dh %dm ago", int(d.Hours()), int(d.Minutes())%60)
 	}
-	return fmt.Sprintf("%dd %dh", int(d.Hours())/24, int(d.Hours())%24)
+	return fmt.Sprintf("%dd %dh ago", int(d.Hours())/24, int(d.Hours())%24)
 }
 
 func groupDigits(s string) string {
