@@ -48,6 +48,10 @@ type Org struct {
 	RootID              string
 	// OUs maps an OU path ("Tenants/Production") to its id.
 	OUs map[string]string
+
+	// emu is the emulator this organization lives in, for the calls that
+	// go to moto's own control API rather than to AWS (SetCosts).
+	emu *Emulator
 }
 
 // Options returns awsx options acting as the management account.
@@ -94,6 +98,7 @@ func (e *Emulator) Seed(ctx context.Context) (*Org, error) {
 		AccessKeyID:     aws.ToString(key.AccessKey.AccessKeyId),
 		SecretAccessKey: aws.ToString(key.AccessKey.SecretAccessKey),
 		OUs:             map[string]string{},
+		emu:             e,
 	}
 	cfg, err := o.Config(ctx, nil)
 	if err != nil {
