@@ -111,6 +111,18 @@ func runDemo(ctx context.Context, p *local.Platform, progress io.Writer) ([]*dem
 			r.Problems = append(r.Problems, fmt.Sprintf("another tenant's token got %d, want 403", code))
 		}
 	}
+	// The emulator tracks no spend, but it serves Cost Explorer results it
+	// is given: give it made-up month-to-date costs for the demo accounts so
+	// the console's cost column has something to show.
+	costs := map[string]float64{}
+	for i, r := range results {
+		if r.Tenant.AccountID != "" {
+			costs[r.Tenant.AccountID] = 11.5 + 7.25*float64(i)
+		}
+	}
+	if err := p.Control.Org.SetCosts(ctx, costs); err != nil {
+		fmt.Fprintf(progress, "could not give the emulator demo costs: %v\n", err)
+	}
 	return results, nil
 }
 

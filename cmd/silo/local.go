@@ -17,7 +17,7 @@ import (
 )
 
 func newLocalCmd() *cobra.Command {
-	var readyFile, apiAddr string
+	var readyFile, apiAddr, consoleAddr string
 	var exit, asJSON, verbose, demo bool
 	var probeEvery time.Duration
 	cmd := &cobra.Command{
@@ -28,7 +28,7 @@ it as a management account (an IAM user and key, an organization with the
 OUs Tenants/Production, Tenants/Preview, Suspended and Pool), creates the
 tenant registry table, applies the guardrail SCPs, publishes the current
 release and its StackSet, runs the reconciler and the fleet prober (every
---probe-every), and serves the silo API. It
+--probe-every), and serves the silo API and the operations console. It
 prints how to reach everything and an admin token, and runs until Ctrl-C.
 No AWS account is needed.
 
@@ -42,7 +42,7 @@ their progress, calls each tenant's endpoint (/health, and an /items write
 and read with that tenant's user token), checks that one tenant's token is
 refused by another tenant's endpoint, and prints a summary (make demo).
 
-With --ready-file F it writes a JSON object with the API and issuer URLs,
+With --ready-file F it writes a JSON object with the API, console and issuer URLs,
 the admin token, the emulator endpoint, region and management credentials to
 F once all is ready (and removes it on exit). With --exit it stops right
 after the summary.`,
@@ -56,7 +56,7 @@ after the summary.`,
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
 			began := time.Now()
 			fmt.Fprintln(cmd.ErrOrStderr(), "starting the local AWS emulator and the control plane…")
-			p, err := local.Start(ctx, local.Options{APIAddr: apiAddr, ProbeEvery: probeEvery}, log)
+			p, err := local.Start(ctx, local.Options{APIAddr: apiAddr, ConsoleAddr: consoleAddr, ProbeEvery: probeEvery}, log)
 			if err != nil {
 				return err
 			}
@@ -81,6 +81,7 @@ after the summary.`,
 					return err
 				}
 				printDemo(out, results, time.Since(began))
+				fmt.Fprintf(out, "\nconsole: %s (log in with the admin token: SILO_TOKEN above)\n", p.Info.Console)
 				if failed := demoFailures(results); failed > 0 {
 					return fmt.Errorf("the demo found %d problems (see the summary)", failed)
 				}
@@ -88,7 +89,7 @@ after the summary.`,
 			if exit {
 				return nil
 			}
-			fmt.Fprintln(cmd.ErrOrStderr(), "silo local is running; press Ctrl-C to stop.")
+			fmt.Fprintf(cmd.ErrOrStderr(), "silo local is running; the console is at %s (log in with the admin token). Press Ctrl-C to stop.\n", p.Info.Console)
 			select {
 			case <-ctx.Done():
 				fmt.Fprintln(cmd.ErrOrStderr(), "stopping…")
@@ -100,6 +101,7 @@ after the summary.`,
 	}
 	cmd.Flags().StringVar(&readyFile, "ready-file", "", "write connection details as JSON to this file once ready")
 	cmd.Flags().StringVar(&apiAddr, "api-addr", "", "where the API listens (default: a free loopback port)")
+	cmd.Flags().StringVar(&consoleAddr, "console-addr", "", "where the operations console listens (default: a free loopback port)")
 	cmd.Flags().DurationVar(&probeEvery, "probe-every", 10*time.Second, "interval of the fleet health sweeps")
 	cmd.Flags().BoolVar(&demo, "demo", false, "sign three tenants up and exercise their endpoints")
 	cmd.Flags().BoolVar(&exit, "exit", false, "stop after the summary (for CI)")
@@ -111,6 +113,7 @@ after the summary.`,
 func printLocalSummary(w io.Writer, info local.Info) {
 	fmt.Fprintf(w, "\nsilo local is ready\n\n")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "console\t%s (log in with the admin token below)\n", info.Console)
 	fmt.Fprintf(tw, "API\t%s\n", info.API)
 	fmt.Fprintf(tw, "token issuer\t%s\n", info.Issuer)
 	fmt.Fprintf(tw, "AWS endpoint\t%s\n", info.AWSEndpoint)

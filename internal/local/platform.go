@@ -17,11 +17,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/organizations"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/silo-saas/silo/internal/api"
 	"github.com/silo-saas/silo/internal/apphost"
 	"github.com/silo-saas/silo/internal/awsx"
+	"github.com/silo-saas/silo/internal/console"
 	"github.com/silo-saas/silo/internal/emulator"
 	"github.com/silo-saas/silo/internal/issuer"
 	"github.com/silo-saas/silo/internal/probe"
@@ -37,6 +40,9 @@ type Options struct {
 	EmulatorLog io.Writer
 	// APIAddr is where the API listens; a free loopback port when empty.
 	APIAddr string
+	// ConsoleAddr is where the operations console listens; a free loopback
+	// port when empty.
+	ConsoleAddr string
 	// ProbeEvery is the interval of fleet health sweeps (default 10s; in
 	// AWS it is a minute, but locally a person is watching).
 	ProbeEvery time.Duration
@@ -60,6 +66,9 @@ type Info struct {
 	// for it (valid 24 hours).
 	API        string `json:"api"`
 	AdminToken string `json:"admin_token"`
+	// Console is the operations console's URL; it takes the same operator
+	// tokens as the API (paste AdminToken at its login).
+	Console string `json:"console"`
 }
 
 // Platform is a running local silo.
@@ -77,13 +86,15 @@ type Platform struct {
 	// Sweeper probes every serving tenant's endpoint and records its health.
 	Sweeper *probe.Sweeper
 
-	emu       *emulator.Emulator
-	log       *slog.Logger
-	cancel    context.CancelFunc
-	done      chan struct{}
-	issuerSrv *http.Server
-	apiSrv    *http.Server
-	serving   sync.WaitGroup // the issuer's and the API's serve goroutines
+	emu        *emulator.Emulator
+	log        *slog.Logger
+	cancel     context.CancelFunc
+	done       chan struct{}
+	issuerSrv  *http.Server
+	apiSrv     *http.Server
+	consoleSrv *http.Server
+	console    *console.Console
+	serving    sync.WaitGroup // the issuer's and the API's serve goroutines
 }
 
 // Start brings the platform up: it starts and seeds the emulator, serves a
@@ -156,6 +167,10 @@ func Start(ctx context.Context, o Options, log *slog.Logger) (*Platform, error) 
 		p.Close()
 		return nil, err
 	}
+	if err := p.startConsole(ctx, o.ConsoleAddr, mgmt); err != nil {
+		p.Close()
+		return nil, err
+	}
 	log.InfoContext(ctx, "platform ready", "api", p.Info.API, "elapsed", time.Since(began).Round(time.Millisecond))
 	return p, nil
 }
@@ -207,6 +222,43 @@ func (p *Platform) startAPI(addr string) error {
 	return nil
 }
 
+// startConsole serves the operations console (the same handler as the
+// console Lambda) on a loopback port, reading the registry, Cost Explorer
+// and Organizations with the management account's credentials.
+func (p *Platform) startConsole(ctx context.Context, addr string, mgmt aws.Config) error {
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("console listener on %s: %w", addr, err)
+	}
+	verifier, err := api.NewJWTVerifier(api.JWTConfig{Key: p.Issuer.PublicKey(), Issuer: p.Issuer.URL(), Audience: api.Audience})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	p.console, err = console.New(console.Deps{
+		Registry: p.Registry, Verifier: verifier, Log: p.log,
+		Costs: console.NewCostExplorer(mgmt, 0),
+		OUs:   console.NewOULookup(organizations.NewFromConfig(mgmt)),
+	}, console.Options{RefreshEvery: 2 * time.Second, AutoRefresh: 5 * time.Second})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	p.Info.Console = "http://" + ln.Addr().String()
+	p.consoleSrv = &http.Server{Handler: p.console, ReadHeaderTimeout: 10 * time.Second}
+	p.serving.Add(1)
+	go func() {
+		defer p.serving.Done()
+		if err := p.consoleSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			p.log.Error("console stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
 // startIssuer serves a new issuer on a loopback port of its own.
 func (p *Platform) startIssuer() error {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -237,6 +289,10 @@ func (p *Platform) Done() <-chan struct{} { return p.emu.Done() }
 func (p *Platform) Close() {
 	if p.apiSrv != nil {
 		_ = p.apiSrv.Close()
+	}
+	if p.consoleSrv != nil {
+		_ = p.consoleSrv.Close()
+		p.console.Close()
 	}
 	if p.cancel != nil {
 		p.cancel()

@@ -1,0 +1,142 @@
+package console
+
+import (
+	"fmt"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/silo-saas/silo/internal/browser"
+	"github.com/silo-saas/silo/registry"
+)
+
+// TestConsoleInBrowser drives the console in a real chromium over a seeded
+// fleet of 6,000 tenants: log in, read the overview's counts, search for a
+// tenant, open its page and its health chart, and show that a tenant named
+// <script>alert(1)</script> is text, never code.
+func TestConsoleInBrowser(t *testing.T) {
+	now := time.Now().UTC()
+	tenants := fleetTenants(6000, now)
+	evil := tenants[4]
+	evil.Name = `<script>alert(1)</script>`
+	target := tenants[4321]
+	began := time.Now()
+	f := newFixture(t, tenants, nil)
+	t.Logf("seeded %d tenants in %v", len(tenants), time.Since(began))
+	var rollups []registry.Rollup
+	for h := range 36 {
+		r := registry.Rollup{TenantID: target.ID, Hour: now.Truncate(time.Hour).Add(-time.Duration(h) * time.Hour), Checks: 60, P50MS: 40, P95MS: 90, MaxMS: 200}
+		if h == 5 {
+			r.Failures = 12
+		}
+		rollups = append(rollups, r)
+	}
+	if err := f.store.PutRollups(t.Context(), rollups); err != nil {
+		t.Fatal(err)
+	}
+	// What the overview must say, counted from the seed.
+	states := map[registry.State]int{}
+	health := map[string]int{}
+	for _, tn := range tenants {
+		states[tn.State]++
+		if serving(tn.State) {
+			h := "unknown"
+			if tn.Health != nil && tn.Health.Status != registry.HealthUnknown {
+				h = string(tn.Health.Status)
+			}
+			health[h]++
+		}
+	}
+
+	srv := httptest.NewServer(f.c)
+	defer srv.Close()
+	ctx := browser.New(t)
+	dialogs := browser.RecordDialogs(t, ctx)
+
+	// Log in: the console sends a stranger to its login page first.
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(srv.URL+"/"),
+		chromedp.WaitVisible(chromedp.ID("token")),
+		chromedp.SetValue(chromedp.ID("token"), f.viewer),
+		chromedp.Click(chromedp.CSS(`form button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.ID("state-counts")),
+	); err != nil {
+		t.Fatalf("log in: %v", err)
+	}
+	text := func(sel chromedp.CSS) string {
+		t.Helper()
+		s, err := chromedp.Run(ctx, chromedp.Text(sel))
+		if err != nil {
+			t.Fatalf("read %s: %v", sel, err)
+		}
+		return s
+	}
+	cell := func(sel string) int {
+		t.Helper()
+		s := text(chromedp.CSS(sel))
+		var n int
+		if _, err := fmt.Sscan(strings.ReplaceAll(strings.TrimSpace(s), ",", ""), &n); err != nil {
+			t.Fatalf("%s shows %q, not a count", sel, s)
+		}
+		return n
+	}
+	for _, st := range registry.States() {
+		if got := cell(fmt.Sprintf(`td[data-state=%q]`, st)); got != states[st] {
+			t.Errorf("overview: %s shows %d, want %d", st, got, states[st])
+		}
+	}
+	for _, h := range []string{"up", "degraded", "down", "unknown"} {
+		if got := cell(fmt.Sprintf(`td[data-health=%q]`, h)); got != health[h] {
+			t.Errorf("overview: health %s shows %d, want %d", h, got, health[h])
+		}
+	}
+	t.Logf("logged in and read the overview at %v", time.Since(began))
+	browser.Screenshot(t, ctx, "overview")
+
+	// Search finds one tenant by name; its page shows its chart.
+	link := chromedp.CSS(fmt.Sprintf(`#tenants a[href="/tenants/%s"]`, target.ID))
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(srv.URL+"/tenants"),
+		chromedp.WaitVisible(chromedp.ID("q")),
+		chromedp.SendKeys(chromedp.ID("q"), target.Name+"\r"),
+		chromedp.WaitVisible(link),
+	); err != nil {
+		t.Fatalf("search for %s: %v", target.Name, err)
+	}
+	if total := text(`#total`); !strings.Contains(total, "of 1 matching") {
+		t.Errorf("search for %q: %q, want exactly one match", target.Name, total)
+	}
+	if err := chromedp.Do(ctx, chromedp.Click(link), chromedp.WaitVisible(chromedp.CSS(`figure.chart svg`))); err != nil {
+		t.Fatalf("open %s's page: %v", target.ID, err)
+	}
+	if title, err := chromedp.Run(ctx, chromedp.TextContent(chromedp.ID("chart-title"))); err != nil || !strings.Contains(title, "Health") {
+		t.Errorf("the chart's title is %q (%v)", title, err)
+	}
+	bars, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("figure.chart svg rect.up").length`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bars < 36 {
+		t.Errorf("chart has %d hourly bars with checks, want at least 36", bars)
+	}
+	t.Logf("searched and opened the tenant at %v", time.Since(began))
+	browser.Screenshot(t, ctx, "tenant")
+
+	// The <script> tenant: shown as text on its page and in a search, never run.
+	if err := chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/tenants/"+evil.ID), chromedp.WaitVisible(chromedp.CSS(`h1`))); err != nil {
+		t.Fatalf("open the <script> tenant: %v", err)
+	}
+	heading := text(`h1`)
+	browser.Screenshot(t, ctx, "script-tenant")
+	if err := chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/tenants?q=script"), chromedp.WaitVisible(chromedp.ID("tenants"))); err != nil {
+		t.Fatalf("search for the <script> tenant: %v", err)
+	}
+	listed := text(`#tenants`)
+	if !strings.Contains(heading, evil.Name) || !strings.Contains(listed, evil.Name) {
+		t.Errorf("the <script> name is not shown as text: heading %q, list %q", heading, listed)
+	}
+	dialogs.AssertNone(t)
+}
