@@ -5,10 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -122,6 +126,7 @@ func TestLocalPlatformLifecycle(t *testing.T) {
 			break
 		}
 	}
+	checkConsole(ctx, t, info, tn)
 	// An operator lists, suspends with a reason, and reads the audit trail.
 	var list api.TenantList
 	runCLI(ctx, t, bin, &list, "tenants", "ls", "--api", info.API, "--token", info.AdminToken, "--state", "active", "--json")
@@ -306,5 +311,58 @@ func TestDemoExitMode(t *testing.T) {
 	}
 	if rows != 3 {
 		t.Errorf("%d healthy, isolated tenants in the summary, want 3:\n%s", rows, text)
+	}
+	if !regexp.MustCompile(`(?m)^console: http://127\.0\.0\.1:\d+ `).MatchString(text) {
+		t.Errorf("the demo does not end with the console's URL:\n%s", text)
+	}
+}
+
+// checkConsole logs in to the console of a running silo local with the
+// admin token and finds the tenant, up, on the overview and its own page.
+func checkConsole(ctx context.Context, t *testing.T, info local.Info, tn *registry.Tenant) {
+	t.Helper()
+	if info.Console == "" {
+		t.Fatal("ready file lacks the console URL")
+	}
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := &http.Client{Jar: jar, Timeout: 30 * time.Second}
+	get := func(path string) (int, string) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, info.Console+path, nil)
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatalf("console %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	// Signed out, the console shows its login page.
+	if code, body := get("/"); code != http.StatusOK || !strings.Contains(body, `name="token"`) {
+		t.Fatalf("console before login: %d\n%s", code, body)
+	}
+	resp, err := hc.PostForm(info.Console+"/login", url.Values{"token": {info.AdminToken}, "next": {"/"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	// The console's snapshot refreshes every few seconds: wait for the
+	// tenant to be counted up.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		code, body := get("/")
+		if code == http.StatusOK && regexp.MustCompile(`data-health="up">1<`).MatchString(body) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("console overview never showed the tenant up: %d\n%s", code, body)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	code, body := get("/tenants/" + tn.ID)
+	if code != http.StatusOK || !strings.Contains(body, tn.AccountID) || !strings.Contains(body, "Tenants/Production") {
+		t.Errorf("console tenant page: %d, want its account and OU\n%s", code, body)
 	}
 }
