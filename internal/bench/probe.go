@@ -62,6 +62,9 @@ type SweepFigures struct {
 type ProbeResult struct {
 	Options ProbeOptions   `json:"options"`
 	Sweeps  []SweepFigures `json:"sweeps"`
+	// Console is the console's server time per page over a fleet of
+	// Endpoints tenants.
+	Console []PageTiming `json:"console"`
 }
 
 // Probe runs the probe benchmark: a simulated fleet in a child process,
@@ -104,6 +107,10 @@ func Probe(ctx context.Context, o ProbeOptions, progress io.Writer) (*ProbeResul
 		}
 		f.Name = name
 		res.Sweeps = append(res.Sweeps, f)
+	}
+	fmt.Fprintf(progress, "timing the console over %d tenants…\n", len(targets))
+	if res.Console, err = consolePages(len(targets), 50); err != nil {
+		return nil, err
 	}
 	return res, nil
 }
@@ -247,6 +254,15 @@ func (r *ProbeResult) Print(w io.Writer) {
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "\nbound = max(sum of answer latencies (a hang counts one timeout) / concurrency, timeout + slowest answer)")
+	if len(r.Console) > 0 {
+		fmt.Fprintf(w, "\nconsole server time over %d tenants (%d requests each, token check included):\n\n", o.Endpoints, r.Console[0].Requests)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "page\tp50\tp95\tmax\tbytes\t")
+		for _, p := range r.Console {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t\n", p.Page, p.P50.Round(10*time.Microsecond), p.P95.Round(10*time.Microsecond), p.Max.Round(10*time.Microsecond), p.Bytes)
+		}
+		tw.Flush()
+	}
 }
 
 // memStore is an in-memory registry for the benchmark: it keeps tenants

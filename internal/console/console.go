@@ -94,9 +94,10 @@ func New(d Deps, o Options) (*Console, error) {
 	return c, nil
 }
 
-// newFromTenants returns a console whose fleet is the given tenants, never
-// refreshed: for benchmarks and tests of rendering that need no registry.
-func newFromTenants(tenants []*registry.Tenant, d Deps, o Options) (*Console, error) {
+// NewFromTenants returns a console whose fleet is the given tenants, never
+// refreshed: for benchmarks (silo bench probe) and tests of rendering that
+// need no registry. Deps.Registry still serves the tenant pages.
+func NewFromTenants(tenants []*registry.Tenant, d Deps, o Options) (*Console, error) {
 	c, err := build(d, o)
 	if err != nil {
 		return nil, err

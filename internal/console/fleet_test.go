@@ -196,7 +196,7 @@ func BenchmarkSnapshotBuild10k(b *testing.B) {
 
 func benchConsole(b *testing.B) *Console {
 	b.Helper()
-	c, err := newFromTenants(fleetTenants(10000, time.Now()), Deps{Verifier: fakeVerifier{}}, Options{})
+	c, err := NewFromTenants(fleetTenants(10000, time.Now()), Deps{Verifier: fakeVerifier{}}, Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
