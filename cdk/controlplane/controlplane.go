@@ -37,7 +37,7 @@ const EventBusName = "silo-events"
 
 // Functions are the control-plane Lambdas; each is built from
 // lambdas/<name> into <CodeDir>/<name>.zip by `make build`.
-var Functions = []string{"api", "reconciler", "prober"}
+var Functions = []string{"api", "reconciler", "prober", "console"}
 
 // DefaultCodeDir is where `make build` writes the Lambda zips.
 const DefaultCodeDir = "dist/lambda"
@@ -168,6 +168,10 @@ func NewStack(scope constructs.Construct, id string, p Props) awscdk.Stack {
 				"SILO_ORGANIZATION_ID": orgID,
 			},
 		})
+		if name == "console" {
+			table.GrantReadData(fns[name]) // it only reads
+			continue
+		}
 		table.GrantReadWriteData(fns[name])
 		bus.GrantPutEventsTo(fns[name], nil)
 	}
@@ -183,6 +187,22 @@ func NewStack(scope constructs.Construct, id string, p Props) awscdk.Stack {
 	fns["api"].AddEnvironment(jsii.String("SILO_OPERATOR_ISSUER"), operatorIssuer, nil)
 	fns["api"].AddEnvironment(jsii.String("SILO_OPERATOR_PUBLIC_KEY"), operatorKey, nil)
 	artifacts.GrantRead(fns["reconciler"], nil)
+	// The console reads; it trusts the same operator tokens as the API, and
+	// asks Cost Explorer and Organizations for costs and OU paths.
+	fns["console"].AddEnvironment(jsii.String("SILO_OPERATOR_ISSUER"), operatorIssuer, nil)
+	fns["console"].AddEnvironment(jsii.String("SILO_OPERATOR_PUBLIC_KEY"), operatorKey, nil)
+	fns["console"].AddEnvironment(jsii.String("SILO_CONSOLE_PREFIX"), jsii.String("/console"), nil)
+	fns["console"].AddToRolePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Actions:   jsii.Strings("ce:GetCostAndUsage", "organizations:ListParents", "organizations:DescribeOrganizationalUnit"),
+		Resources: jsii.Strings("*"),
+	}))
+	awsapigateway.NewLambdaRestApi(stack, jsii.String("Console"), &awsapigateway.LambdaRestApiProps{
+		Handler:        fns["console"],
+		RestApiName:    jsii.String("silo-console"),
+		CloudWatchRole: jsii.Bool(false),
+		// The stage name is the console's path prefix (SILO_CONSOLE_PREFIX).
+		DeployOptions: &awsapigateway.StageOptions{StageName: jsii.String("console")},
+	})
 
 	awsapigateway.NewLambdaRestApi(stack, jsii.String("Api"), &awsapigateway.LambdaRestApiProps{
 		Handler:        fns["api"],

@@ -224,8 +224,19 @@ func TestFunctionsAndTriggers(t *testing.T) {
 	if !bus {
 		t.Errorf("event bus %s missing", EventBusName)
 	}
-	if n := len(ofType(rs, "AWS::ApiGateway::RestApi")); n != 1 {
-		t.Errorf("%d REST APIs", n)
+	apis := map[string]bool{}
+	for _, a := range ofType(rs, "AWS::ApiGateway::RestApi") {
+		apis[js(a.Properties["Name"])] = true
+	}
+	if len(apis) != 2 || !apis[js("silo")] || !apis[js("silo-console")] {
+		t.Errorf("REST APIs %v, want silo and silo-console", apis)
+	}
+	stages := map[string]bool{}
+	for _, st := range ofType(rs, "AWS::ApiGateway::Stage") {
+		stages[js(st.Properties["StageName"])] = true
+	}
+	if !stages[js("console")] {
+		t.Errorf("stages %v: the console's stage must be named console (its path prefix)", stages)
 	}
 	if n := len(ofType(rs, "AWS::ApiGateway::Account")); n != 0 {
 		t.Error("stack owns the account-wide API Gateway settings")

@@ -5,7 +5,9 @@ import (
 	"crypto/hmac"
 	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/http"
@@ -84,6 +86,24 @@ type JWTConfig struct {
 	Now func() time.Time
 	// Leeway tolerates clock skew.
 	Leeway time.Duration
+}
+
+// ParsePublicKeyPEM reads an RSA public key in PEM (PKIX), as the
+// control-plane stack hands the operator issuer's key to the Lambdas.
+func ParsePublicKeyPEM(s string) (*rsa.PublicKey, error) {
+	block, _ := pem.Decode([]byte(s))
+	if block == nil {
+		return nil, errors.New("not PEM")
+	}
+	pub, err := x509.ParsePKIXPublicKey(block.Bytes)
+	if err != nil {
+		return nil, err
+	}
+	key, ok := pub.(*rsa.PublicKey)
+	if !ok {
+		return nil, errors.New("not an RSA public key")
+	}
+	return key, nil
 }
 
 // NewJWTVerifier returns a verifier for tokens signed by cfg.Key.

@@ -15,10 +15,6 @@ package main
 
 import (
 	"context"
-	"crypto/rsa"
-	"crypto/x509"
-	"encoding/pem"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -63,7 +59,7 @@ func build(ctx context.Context, log *slog.Logger, env func(string) string) (*api
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("missing environment: %s", strings.Join(missing, ", "))
 	}
-	key, err := parseKey(keyPEM)
+	key, err := api.ParsePublicKeyPEM(keyPEM)
 	if err != nil {
 		return nil, fmt.Errorf("SILO_OPERATOR_PUBLIC_KEY: %w", err)
 	}
@@ -96,20 +92,4 @@ func build(ctx context.Context, log *slog.Logger, env func(string) string) (*api
 		Verifier: verifier,
 		Log:      log,
 	}, api.Options{StatusSecret: []byte(aws.ToString(secret.SecretString)), BaseURL: env("SILO_API_BASE_URL"), TrustForwardedFor: true})
-}
-
-func parseKey(s string) (*rsa.PublicKey, error) {
-	block, _ := pem.Decode([]byte(s))
-	if block == nil {
-		return nil, errors.New("not PEM")
-	}
-	pub, err := x509.ParsePKIXPublicKey(block.Bytes)
-	if err != nil {
-		return nil, err
-	}
-	key, ok := pub.(*rsa.PublicKey)
-	if !ok {
-		return nil, errors.New("not an RSA public key")
-	}
-	return key, nil
 }
