@@ -164,11 +164,10 @@ func (r *Recorder) Record(ctx context.Context, tenants map[string]*registry.Tena
 		}
 		st.Results++
 		r.add(res, now)
+		// Times are the recorder's clock (the sweep's end, within a sweep
+		// of the probe), the same clock that decides heartbeats and hours.
 		h := registry.Health{Status: StatusOf(res), Class: res.Class, Detail: Detail(res),
-			Since: res.Checked.UTC(), CheckedAt: res.Checked.UTC(), LatencyMS: res.Latency.Milliseconds()}
-		if res.Checked.IsZero() {
-			h.Since, h.CheckedAt = now, now
-		}
+			Since: now, CheckedAt: now, LatencyMS: res.Latency.Milliseconds()}
 		if u, ok := r.uptime24h(res.TenantID, now); ok {
 			h.Uptime24h = &u
 		}

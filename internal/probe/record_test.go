@@ -41,15 +41,24 @@ func (p *published) take() []string {
 	return out
 }
 
+// clock runs at real speed from one minute into an hour, so that a test
+// decides which hour its checks fall in, whatever the time of day.
 type clock struct {
-	mu  sync.Mutex
-	off time.Duration
+	mu    sync.Mutex
+	start time.Time
+	base  time.Time
+	off   time.Duration
+}
+
+func newClock() *clock {
+	now := time.Now()
+	return &clock{start: now, base: now.Truncate(time.Hour).Add(time.Minute)}
 }
 
 func (c *clock) now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return time.Now().Add(c.off)
+	return c.base.Add(time.Since(c.start) + c.off)
 }
 
 func (c *clock) advance(d time.Duration) {
@@ -97,7 +106,7 @@ func newRecordFixture(t *testing.T, n int) *recordFixture {
 	if err := store.ImportTenants(ctx, tenants); err != nil {
 		t.Fatal(err)
 	}
-	f := &recordFixture{store: store, counter: counter, fleet: fleet, bus: &published{}, clock: &clock{}}
+	f := &recordFixture{store: store, counter: counter, fleet: fleet, bus: &published{}, clock: newClock()}
 	p := probe.New(probe.Options{Concurrency: 50, Timeout: timeout, SlowThreshold: threshold, ConfirmDelay: 10 * time.Millisecond}, discard())
 	t.Cleanup(p.Close)
 	f.sweeper = &probe.Sweeper{
