@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -106,15 +107,12 @@ func TestLocalPlatformLifecycle(t *testing.T) {
 	checkHealthy(ctx, t, tn)
 	// The in-process prober finds the new tenant up: its health is on the
 	// tenant, in its audit trail and on the bus.
-	for tn.Health == nil || tn.Health.Status != registry.HealthUp {
-		if ctx.Err() != nil {
-			t.Fatalf("tenant %s never recorded up: %+v", tn.ID, tn.Health)
-		}
-		time.Sleep(200 * time.Millisecond)
+	eventually(ctx, t, 200*time.Millisecond, func() bool {
 		if tn, err = reg.Get(ctx, signed.ID); err != nil {
 			t.Fatal(err)
 		}
-	}
+		return tn.Health != nil && tn.Health.Status == registry.HealthUp
+	}, func() string { return fmt.Sprintf("tenant %s never recorded up: %+v", tn.ID, tn.Health) })
 	if evs, err := reg.Events(ctx, tn.ID); err != nil || evs[len(evs)-1].Type != probe.EventHealthChanged || evs[len(evs)-1].Actor != probe.Actor {
 		t.Errorf("audit trail after the first probe: %+v %v", evs, err)
 	}
@@ -350,19 +348,31 @@ func checkConsole(ctx context.Context, t *testing.T, info local.Info, tn *regist
 	resp.Body.Close()
 	// The console's snapshot refreshes every few seconds: wait for the
 	// tenant to be counted up.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		code, body := get("/")
-		if code == http.StatusOK && regexp.MustCompile(`data-health="up">1<`).MatchString(body) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("console overview never showed the tenant up: %d\n%s", code, body)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-	code, body := get("/tenants/" + tn.ID)
+	var code int
+	var body string
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	eventually(wctx, t, 500*time.Millisecond, func() bool {
+		code, body = get("/")
+		return code == http.StatusOK && regexp.MustCompile(`data-health="up">1<`).MatchString(body)
+	}, func() string { return fmt.Sprintf("console overview never showed the tenant up: %d\n%s", code, body) })
+	code, body = get("/tenants/" + tn.ID)
 	if code != http.StatusOK || !strings.Contains(body, tn.AccountID) || !strings.Contains(body, "Tenants/Production") {
 		t.Errorf("console tenant page: %d, want its account and OU\n%s", code, body)
+	}
+}
+
+// eventually checks cond every interval until it holds, failing the test
+// with why() when ctx ends first.
+func eventually(ctx context.Context, t *testing.T, interval time.Duration, cond func() bool, why func() string) {
+	t.Helper()
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatal(why())
+		case <-tick.C:
+		}
 	}
 }

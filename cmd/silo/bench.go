@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"io"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -39,13 +40,7 @@ tenant, and quota violations (requests the proxy had to refuse).`,
 			if err != nil {
 				return err
 			}
-			if asJSON {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(res)
-			}
-			res.Print(cmd.OutOrStdout())
-			return nil
+			return printBench(cmd, asJSON, res)
 		},
 	}
 	cmd.Flags().IntVar(&o.Tenants, "tenants", 100, "tenants to vend")
@@ -81,13 +76,7 @@ recording made (a write per change only).`,
 			if err != nil {
 				return err
 			}
-			if asJSON {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(res)
-			}
-			res.Print(cmd.OutOrStdout())
-			return nil
+			return printBench(cmd, asJSON, res)
 		},
 	}
 	cmd.Flags().IntVar(&o.Endpoints, "endpoints", 10000, "simulated endpoints")
@@ -99,4 +88,15 @@ recording made (a write per change only).`,
 	cmd.Flags().Float64Var(&o.HangPercent, "hang", 1, "percent of endpoints that never answer")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return cmd
+}
+
+// printBench prints a benchmark's result: its table, or JSON with --json.
+func printBench(cmd *cobra.Command, asJSON bool, res interface{ Print(io.Writer) }) error {
+	if asJSON {
+		enc := json.NewEncoder(cmd.OutOrStdout())
+		enc.SetIndent("", "  ")
+		return enc.Encode(res)
+	}
+	res.Print(cmd.OutOrStdout())
+	return nil
 }

@@ -196,6 +196,8 @@ func startFleet(ctx context.Context, bin string, o ProbeOptions, progress io.Wri
 	}
 	fmt.Fprintf(progress, "starting a simulated fleet of %d endpoints…\n", o.Endpoints)
 	deadline := time.Now().Add(time.Minute)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		if b, err := os.ReadFile(file); err == nil && len(b) > 0 {
 			var targets []probe.Target
@@ -209,7 +211,10 @@ func startFleet(ctx context.Context, bin string, o ProbeOptions, progress io.Wri
 			defer mu.Unlock()
 			return nil, nil, fmt.Errorf("the fleet simulator did not start: %s", lines.String())
 		}
-		time.Sleep(50 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+		case <-tick.C:
+		}
 	}
 }
 
