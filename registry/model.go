@@ -104,6 +104,10 @@ type Kind string
 const (
 	KindTenant  Kind = "tenant"
 	KindPreview Kind = "preview"
+	// KindPool is the vending record of a warm-pool account: the reconciler
+	// creates and prepares its account like a tenant's, then hands it to the
+	// preview pool (AddPoolAccount) and the record closes.
+	KindPool Kind = "pool"
 )
 
 // Spec is what was asked for: it does not change after creation.

@@ -429,7 +429,11 @@ func (s *Store) Update(ctx context.Context, t *Tenant, c Change) (*Tenant, error
 	return s.write(ctx, t, t.State, c)
 }
 
-func (s *Store) write(ctx context.Context, t *Tenant, to State, c Change) (*Tenant, error) {
+// write stores t moved to state to, with its audit event and any extra
+// items in the same transaction (pool accounts leased or returned with it).
+// It does not check the state machine: Transition does, and the few
+// registry operations that take other paths check their own rules.
+func (s *Store) write(ctx context.Context, t *Tenant, to State, c Change, extra ...types.TransactWriteItem) (*Tenant, error) {
 	if t.Version < 1 {
 		return nil, fmt.Errorf("tenant %s: %w", t.ID, &FieldError{"version", "must come from a stored tenant (Get it first)"})
 	}
@@ -464,6 +468,8 @@ func (s *Store) write(ctx context.Context, t *Tenant, to State, c Change) (*Tena
 		}
 		if to == StateClosed {
 			next.ClosedAt = &now
+		} else if from == StateClosed {
+			next.ClosedAt = nil // a preview reopened
 		}
 	}
 	next.State = to
@@ -491,6 +497,7 @@ func (s *Store) write(ctx context.Context, t *Tenant, to State, c Change) (*Tena
 		}
 		items = append(items, eput)
 	}
+	items = append(items, extra...)
 	if _, err := s.db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: items}); err != nil {
 		if awsx.TransactionReasons(err) != nil || awsx.IsConflict(err) {
 			return nil, fmt.Errorf("tenant %s changed since version %d was read: %w", t.ID, t.Version, ErrConflict)

@@ -74,9 +74,9 @@ func (s Spec) Validate() error {
 		errs = append(errs, &FieldError{"region", fmt.Sprintf("%q is not a known AWS region code (such as us-east-1)", printable(s.Region))})
 	}
 	switch s.Kind {
-	case KindTenant, KindPreview:
+	case KindTenant, KindPreview, KindPool:
 	default:
-		errs = append(errs, &FieldError{"kind", fmt.Sprintf("%q is not a kind (tenant or preview)", printable(string(s.Kind)))})
+		errs = append(errs, &FieldError{"kind", fmt.Sprintf("%q is not a kind (tenant, preview or pool)", printable(string(s.Kind)))})
 	}
 	return errors.Join(errs...)
 }
