@@ -175,3 +175,10 @@ func (m *Manager) targetOf(account string) ([]string, *cfntypes.DeploymentTarget
 	}
 	return []string{account}, nil
 }
+
+// HasInstance reports whether the stack set has an instance in account and
+// region (a reset checks that a released preview left none behind).
+func (m *Manager) HasInstance(ctx context.Context, account, region string) (bool, error) {
+	_, found, err := m.instance(ctx, account, region)
+	return found, err
+}

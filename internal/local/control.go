@@ -148,6 +148,7 @@ func Wire(ctx context.Context, org *emulator.Org, o ControlOptions, log *slog.Lo
 		ProductionOU:      org.OUs[emulator.OUProduction],
 		PreviewOU:         org.OUs[emulator.OUPreview],
 		SuspendedOU:       org.OUs[emulator.OUSuspended],
+		PoolOU:            org.OUs[emulator.OUPool],
 		SiloOUs:           []string{org.OUs[emulator.OUProduction], org.OUs[emulator.OUPreview], org.OUs[emulator.OUSuspended], org.OUs[emulator.OUPool]},
 		Release:           vending.Release{Version: c.Release.ID, CodeBucket: c.Release.CodeBucket, CodeKey: c.Release.CodeKey},
 		JWTIssuer:         orString(o.JWTIssuer, "https://issuer.silo.local/"),

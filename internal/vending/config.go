@@ -29,7 +29,9 @@ type Config struct {
 	// OU ids: where active tenants, previews and decommissioned accounts go,
 	// and every OU the guard accepts as silo's.
 	ProductionOU, PreviewOU, SuspendedOU string
-	SiloOUs                              []string
+	// PoolOU is where warm preview-pool accounts wait between leases.
+	PoolOU  string
+	SiloOUs []string
 	// Release is what new tenants get.
 	Release Release
 	// JWT issuer and audience of the tenant application.
@@ -111,6 +113,9 @@ func (c Config) AccountName(tenant string) string { return c.AccountPrefix + ten
 func (c Config) targetOU(t *registry.Tenant) string {
 	if t.Kind == registry.KindPreview && c.PreviewOU != "" {
 		return c.PreviewOU
+	}
+	if t.Kind == registry.KindPool && c.PoolOU != "" {
+		return c.PoolOU
 	}
 	return c.ProductionOU
 }

@@ -34,7 +34,7 @@ func (r *Reconciler) decommission(ctx context.Context, t *registry.Tenant) (*reg
 		// Never got an account: nothing to take down.
 		return r.close(ctx, t)
 	}
-	if err := r.guard.Check(ctx, t.AccountID, t.ID); err != nil {
+	if err := r.checkOwner(ctx, t); err != nil {
 		return r.fail(ctx, t, err.Error())
 	}
 	step := t.Attributes[attrDecomStep]
@@ -44,6 +44,11 @@ func (r *Reconciler) decommission(ctx context.Context, t *registry.Tenant) (*reg
 			return t, err
 		}
 		step = t.Attributes[attrDecomStep]
+	}
+	if step == stepInstanceRemoved && t.Kind == registry.KindPreview {
+		// A preview's account goes back to the pool, whose reset cleans it
+		// and proves it clean before anyone leases it again.
+		return r.returnToPool(ctx, t)
 	}
 	if step == stepInstanceRemoved {
 		report, err := r.d.Cleaner.Clean(ctx, t)

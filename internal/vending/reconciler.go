@@ -28,6 +28,7 @@ type orgAPI interface {
 	ListAccounts(ctx context.Context, in *organizations.ListAccountsInput, opts ...func(*organizations.Options)) (*organizations.ListAccountsOutput, error)
 	MoveAccount(ctx context.Context, in *organizations.MoveAccountInput, opts ...func(*organizations.Options)) (*organizations.MoveAccountOutput, error)
 	CloseAccount(ctx context.Context, in *organizations.CloseAccountInput, opts ...func(*organizations.Options)) (*organizations.CloseAccountOutput, error)
+	TagResource(ctx context.Context, in *organizations.TagResourceInput, opts ...func(*organizations.Options)) (*organizations.TagResourceOutput, error)
 }
 
 // Deployer manages the tenant's stack instance; *stacksets.Manager is one.
@@ -35,6 +36,9 @@ type Deployer interface {
 	// AddInstance starts (or, with the same opID, finds) the operation that
 	// creates the account's stack instance with params, and returns its id.
 	AddInstance(ctx context.Context, opID, account, region string, params map[string]string) (string, error)
+	// UpdateInstance starts (or finds) the operation that sets the
+	// instance's parameters to params.
+	UpdateInstance(ctx context.Context, opID, account, region string, params map[string]string) (string, error)
 	// RemoveInstance starts (or finds) the operation deleting the instance.
 	RemoveInstance(ctx context.Context, opID, account, region string, retainStacks bool) (string, error)
 	// Wait blocks until the operation ends; a failure is a
@@ -107,7 +111,7 @@ func New(cfg Config, d Deps) (*Reconciler, error) {
 	}
 	ous := cfg.SiloOUs
 	if len(ous) == 0 {
-		ous = []string{cfg.ProductionOU, cfg.PreviewOU, cfg.SuspendedOU}
+		ous = []string{cfg.ProductionOU, cfg.PreviewOU, cfg.SuspendedOU, cfg.PoolOU}
 	}
 	return &Reconciler{
 		cfg: cfg, d: d,
@@ -148,7 +152,28 @@ func (r *Reconciler) Drive(ctx context.Context, id string) (*registry.Tenant, er
 	if err != nil {
 		return nil, err
 	}
-	for !stable(t.State) {
+	for {
+		if stable(t.State) {
+			// An ACTIVE tenant whose target release differs from the one it
+			// runs (a preview given a new build while it deployed) updates.
+			if t.State != registry.StateActive || t.TargetVersion == "" || t.TargetVersion == t.AppVersion {
+				break
+			}
+			next, err := r.transition(ctx, t, registry.StateUpdating, "", nil)
+			if err != nil {
+				if errors.Is(err, registry.ErrConflict) {
+					if t, err = r.d.Registry.Get(ctx, id); err != nil {
+						return nil, err
+					}
+					continue
+				}
+				return t, err
+			}
+			t = next
+		}
+		if parked(t) {
+			break
+		}
 		next, err := r.step(ctx, t)
 		switch {
 		case errors.Is(err, registry.ErrConflict):
@@ -176,6 +201,8 @@ func (r *Reconciler) step(ctx context.Context, t *registry.Tenant) (*registry.Te
 		return r.prepare(ctx, t)
 	case registry.StateDeploying:
 		return r.deploy(ctx, t)
+	case registry.StateUpdating:
+		return r.update(ctx, t)
 	case registry.StateDecommissioning:
 		return r.decommission(ctx, t)
 	}
@@ -206,6 +233,11 @@ const (
 	attrClaimUntil    = "claim_until"
 	attrDeployAttempt = "deploy_attempt"
 	attrDecomStep     = "decommission_step"
+	// attrDeployRelease is the release an in-flight deploy or update
+	// operation carries, recorded with its operation id: a new target set
+	// meanwhile is deployed by the next update, never mistaken for this one.
+	attrDeployRelease = "deploy_release"
+	attrUpdateAttempt = "update_attempt"
 )
 
 // createAccount runs CREATING_ACCOUNT to its end: it finds or makes the
@@ -429,6 +461,12 @@ func (r *Reconciler) watchCreation(ctx context.Context, t *registry.Tenant, hold
 
 // prepare moves the account into its OU and waits until it is usable.
 func (r *Reconciler) prepare(ctx context.Context, t *registry.Tenant) (*registry.Tenant, error) {
+	if err := r.claimPooled(ctx, t); err != nil {
+		if errors.Is(err, ErrRefused) {
+			return r.fail(ctx, t, err.Error())
+		}
+		return nil, err
+	}
 	target := r.cfg.targetOU(t)
 	parents, err := r.d.Org.ListParents(ctx, &organizations.ListParentsInput{ChildId: aws.String(t.AccountID)})
 	if err != nil {
@@ -463,12 +501,17 @@ func (r *Reconciler) prepare(ctx context.Context, t *registry.Tenant) (*registry
 		}
 		delay = min(delay*2, r.cfg.MaxPollInterval)
 	}
+	if t.Kind == registry.KindPool {
+		return r.handToPool(ctx, t)
+	}
 	// The deploy operation's id is fixed before it is issued, and recorded
-	// with the move to DEPLOYING: a crash before or after issuing it finds
-	// the same operation again.
+	// with the move to DEPLOYING, with the release it deploys: a crash
+	// before or after issuing it finds the same operation again.
 	attempt := attemptOf(t)
+	rel := r.targetRelease(t)
 	return r.transition(ctx, t, registry.StateDeploying, "", func(n *registry.Tenant) {
 		n.Operation = deployOpID(n.ID, attempt)
+		setAttr(n, attrDeployRelease, rel)
 	})
 }
 
@@ -499,15 +542,27 @@ func (r *Reconciler) Params(t *registry.Tenant, rel Release) map[string]string {
 // deploy creates the stack instance, waits for it, and records the endpoint.
 func (r *Reconciler) deploy(ctx context.Context, t *registry.Tenant) (*registry.Tenant, error) {
 	op := t.Operation
-	if op == "" {
+	if op == "" || t.Attributes[attrDeployRelease] == "" {
 		attempt := attemptOf(t)
-		recorded, err := r.d.Registry.Update(ctx, t, registry.Change{Mutate: func(n *registry.Tenant) { n.Operation = deployOpID(n.ID, attempt) }})
+		want := r.targetRelease(t)
+		recorded, err := r.d.Registry.Update(ctx, t, registry.Change{Mutate: func(n *registry.Tenant) {
+			if n.Operation == "" {
+				n.Operation = deployOpID(n.ID, attempt)
+			}
+			setAttr(n, attrDeployRelease, want)
+		}})
 		if err != nil {
 			return nil, err
 		}
 		t, op = recorded, recorded.Operation
 	}
-	rel := r.cfg.Release
+	rel, err := r.release(ctx, t.Attributes[attrDeployRelease])
+	if err != nil {
+		if errors.Is(err, errUnknownRelease) {
+			return r.fail(ctx, t, err.Error())
+		}
+		return nil, err
+	}
 	got, err := r.d.Deployer.AddInstance(ctx, op, t.AccountID, t.Region, r.Params(t, rel))
 	if err != nil {
 		if awsx.IsThrottled(err) || awsx.IsAlreadyExists(err) || errors.Is(err, stacksets.ErrBusy) {
@@ -549,7 +604,11 @@ func (r *Reconciler) deploy(ctx context.Context, t *registry.Tenant) (*registry.
 		return nil, err
 	}
 	next, err := r.transition(ctx, t, registry.StateActive, "", func(n *registry.Tenant) {
-		n.Endpoint, n.AppVersion, n.TargetVersion, n.Operation = endpoint, rel.Version, rel.Version, ""
+		n.Endpoint, n.AppVersion, n.Operation = endpoint, rel.Version, ""
+		if n.TargetVersion == "" {
+			n.TargetVersion = rel.Version
+		}
+		delete(n.Attributes, attrDeployRelease)
 	})
 	if err != nil {
 		return nil, err

@@ -11,7 +11,7 @@ import (
 // working states are the ones the reconciler has work to do in.
 var working = []registry.State{
 	registry.StateRequested, registry.StateCreatingAccount, registry.StatePreparing,
-	registry.StateDeploying, registry.StateDecommissioning,
+	registry.StateDeploying, registry.StateUpdating, registry.StateDecommissioning,
 }
 
 // Runner drives tenants continuously: every tenant named by Kick at once,
