@@ -306,8 +306,8 @@ func (s *Store) LeaseAccount(ctx context.Context, a *PoolAccount, t *Tenant, lea
 // ReturnLease ends a preview's lease: the DECOMMISSIONING preview tenant
 // closes (it no longer owns the account; the account id stays in its
 // attributes as last_account) and its account goes to resetting, in one
-// transaction.
-func (s *Store) ReturnLease(ctx context.Context, t *Tenant, actor string) (*PoolAccount, *Tenant, error) {
+// transaction. mutate (optional) edits the tenant's status fields too.
+func (s *Store) ReturnLease(ctx context.Context, t *Tenant, actor string, mutate func(*Tenant)) (*PoolAccount, *Tenant, error) {
 	if t.Kind != KindPreview || t.State != StateDecommissioning || t.AccountID == "" {
 		return nil, nil, fmt.Errorf("tenant %s (%s %s, account %q) is not a preview giving back an account: %w", t.ID, t.Kind, t.State, t.AccountID, ErrInvalidTransition)
 	}
@@ -331,6 +331,9 @@ func (s *Store) ReturnLease(ctx context.Context, t *Tenant, actor string) (*Pool
 			}
 			n.Attributes[AttrLastAccount] = n.AccountID
 			n.AccountID, n.Endpoint, n.Operation = "", "", ""
+			if mutate != nil {
+				mutate(n)
+			}
 		}}, put)
 	if err != nil {
 		return nil, nil, err

@@ -202,6 +202,18 @@ func specHash(s Spec) string {
 // an existing id is ErrAlreadyExists. The tenant, its key and its first
 // audit event are written in one transaction.
 func (s *Store) Create(ctx context.Context, spec Spec, key, actor string) (t *Tenant, created bool, err error) {
+	return s.create(ctx, spec, key, actor, nil)
+}
+
+// CreateWith creates a tenant (without an idempotency key) whose status
+// fields mutate sets in the same write: a preview's repository, PR and
+// target release are there from its first version.
+func (s *Store) CreateWith(ctx context.Context, spec Spec, actor string, mutate func(*Tenant)) (*Tenant, error) {
+	t, _, err := s.create(ctx, spec, "", actor, mutate)
+	return t, err
+}
+
+func (s *Store) create(ctx context.Context, spec Spec, key, actor string, mutate func(*Tenant)) (t *Tenant, created bool, err error) {
 	spec = spec.Normalize()
 	if err := spec.Validate(); err != nil {
 		return nil, false, err
@@ -213,6 +225,10 @@ func (s *Store) Create(ctx context.Context, spec Spec, key, actor string) (t *Te
 	}
 	now := s.now()
 	t = &Tenant{Spec: spec, State: StateRequested, CreatedAt: now, UpdatedAt: now, Version: 1}
+	if mutate != nil {
+		mutate(t)
+		t.Spec, t.State, t.CreatedAt, t.UpdatedAt, t.Version, t.ClosedAt = spec, StateRequested, now, now, 1, nil
+	}
 	ev := Event{TenantID: spec.ID, Time: now, Seq: 1, Type: "created", To: StateRequested, Actor: actorOr(actor)}
 
 	var items []types.TransactWriteItem

@@ -92,7 +92,11 @@ func (r *Reconciler) handToPool(ctx context.Context, t *registry.Tenant) (*regis
 
 // returnToPool ends a released preview: its account goes to resetting.
 func (r *Reconciler) returnToPool(ctx context.Context, t *registry.Tenant) (*registry.Tenant, error) {
-	_, next, err := r.d.Registry.ReturnLease(ctx, t, r.cfg.Actor)
+	_, next, err := r.d.Registry.ReturnLease(ctx, t, r.cfg.Actor, func(n *registry.Tenant) {
+		// The next lease of this preview starts from scratch.
+		delete(n.Attributes, attrDecomStep)
+		delete(n.Attributes, attrDeployRelease)
+	})
 	if err != nil {
 		return nil, err
 	}
