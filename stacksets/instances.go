@@ -3,6 +3,7 @@ package stacksets
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
@@ -65,13 +66,31 @@ func (m *Manager) UpdateInstance(ctx context.Context, opID, account, region stri
 		CallAs:               m.opts.CallAs,
 	}
 	in.Accounts, in.DeploymentTargets = m.targetOf(account)
-	return m.issue(ctx, opID, "update stack instance "+account+"/"+region, func(ctx context.Context) (*string, error) {
+	id, err := m.issue(ctx, opID, "update stack instance "+account+"/"+region, func(ctx context.Context) (*string, error) {
 		out, err := m.cfn.UpdateStackInstances(ctx, in)
 		if err != nil {
 			return nil, err
 		}
 		return out.OperationId, nil
 	})
+	if err != nil || !m.opts.ApplyUpdates {
+		return id, err
+	}
+	return id, m.applyUpdate(ctx, account, region, params)
+}
+
+// applyUpdate does on the emulator what StackSets do in AWS after an
+// instance update: update the member stack with the new parameters.
+func (m *Manager) applyUpdate(ctx context.Context, account, region string, params map[string]string) error {
+	name := "StackSet:" + m.opts.StackSetName
+	_, err := m.members(account, region).UpdateStack(ctx, &cloudformation.UpdateStackInput{
+		StackName: aws.String(name), UsePreviousTemplate: aws.Bool(true), Parameters: parameters(params),
+		Capabilities: []cfntypes.Capability{cfntypes.CapabilityCapabilityNamedIam},
+	})
+	if err != nil && !strings.Contains(err.Error(), "No updates are to be performed") {
+		return fmt.Errorf("apply the update to stack %s in %s/%s: %w", name, account, region, err)
+	}
+	return nil
 }
 
 // RemoveInstance deletes the instance in account and region and returns the

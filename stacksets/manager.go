@@ -31,10 +31,12 @@ type cfnAPI interface {
 	ListStackSetOperationResults(ctx context.Context, in *cloudformation.ListStackSetOperationResultsInput, opts ...func(*cloudformation.Options)) (*cloudformation.ListStackSetOperationResultsOutput, error)
 }
 
-// stacksAPI is the one call made in a member account: reading the instance's
-// stack (outputs). *cloudformation.Client satisfies it.
+// stacksAPI is what is done in a member account: reading the instance's
+// stack (outputs), and, on the emulator only, applying an instance update
+// (see Options.ApplyUpdates). *cloudformation.Client satisfies it.
 type stacksAPI interface {
 	DescribeStacks(ctx context.Context, in *cloudformation.DescribeStacksInput, opts ...func(*cloudformation.Options)) (*cloudformation.DescribeStacksOutput, error)
+	UpdateStack(ctx context.Context, in *cloudformation.UpdateStackInput, opts ...func(*cloudformation.Options)) (*cloudformation.UpdateStackOutput, error)
 }
 
 // MemberStacks returns a CloudFormation client acting in account and region.
@@ -114,6 +116,12 @@ type Options struct {
 	Preferences Preferences
 	// PollMin and PollMax bound Wait's backoff (1s and 30s when zero).
 	PollMin, PollMax time.Duration
+	// ApplyUpdates makes UpdateInstance also update the instance's stack
+	// in the member account with the new parameters. Only for the emulator:
+	// moto records an UpdateStackInstances but changes no resources
+	// (AWS-FACTS.md), while its plain UpdateStack does, so local mode really
+	// runs the build a preview or a rollout deployed.
+	ApplyUpdates bool
 	// Progress, when set, is called by Wait on every status change.
 	Progress func(Result)
 }

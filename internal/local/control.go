@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/organizations"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go/middleware"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/silo-saas/silo/internal/emulator"
 	"github.com/silo-saas/silo/internal/guardrails"
 	"github.com/silo-saas/silo/internal/lambdazip"
+	"github.com/silo-saas/silo/internal/preview"
 	"github.com/silo-saas/silo/internal/vending"
 	"github.com/silo-saas/silo/registry"
 	"github.com/silo-saas/silo/stacksets"
@@ -119,6 +121,7 @@ func Wire(ctx context.Context, org *emulator.Org, o ControlOptions, log *slog.Lo
 		PollMin:             20 * time.Millisecond,
 		PollMax:             500 * time.Millisecond,
 		Preferences:         stacksets.Preferences{MaxConcurrentCount: 100},
+		ApplyUpdates:        true,
 	})
 	code, err := localCode()
 	if err != nil {
@@ -221,4 +224,32 @@ func (u unserving) Publish(ctx context.Context, kind string, t *registry.Tenant)
 		u.unserve(t.ID)
 	}
 	u.next.Publish(ctx, kind, t)
+}
+
+// NewPreviews returns the PR-preview manager on this control plane: builds
+// are published to the artifact bucket and recorded in the release
+// catalog, resets use the reconciler's cleaner and guard, and kick hands
+// tenants to the reconciler's runner. now is the pool's clock (time.Now
+// when nil; tests move it to expire leases).
+func (c *Control) NewPreviews(cfg preview.Config, kick func(string), now func() time.Time, log *slog.Logger) (*preview.Manager, error) {
+	cfg.PoolOU = c.Vending.PoolOU
+	if cfg.Region == "" {
+		cfg.Region = c.Org.Region
+	}
+	if cfg.ResetBackoff == 0 {
+		cfg.ResetBackoff = 200 * time.Millisecond // emulated AWS is fast
+	}
+	orgc := organizations.NewFromConfig(c.Config)
+	return preview.New(cfg, preview.Deps{
+		Registry:  c.Registry,
+		Releases:  preview.StackSetReleases{StackSets: c.StackSets, Registry: c.Registry, Template: stacksets.TenantTemplate()},
+		Artifacts: preview.S3Artifacts{S3: s3.NewFromConfig(c.Config, func(o *s3.Options) { o.UsePathStyle = true })},
+		Cleaner:   vending.NewCleaner(c.Accounts, 7, log),
+		Instances: c.StackSets,
+		Org:       orgc,
+		Guard:     vending.NewGuard(orgc, c.Org.ManagementAccountID, c.Vending.SiloOUs),
+		Kick:      kick,
+		Log:       log,
+		Now:       now,
+	})
 }

@@ -348,7 +348,25 @@ func (m *Manager) Up(ctx context.Context, req UpRequest) (*Preview, error) {
 	m.d.Kick(t.ID)
 	m.Wake()
 	m.d.Log.InfoContext(ctx, "preview requested", "preview", id, "repo", req.Repo, "pr", req.PR, "release", rel.Version, "state", t.State)
-	return m.view(ctx, t, nil)
+	return m.viewQueued(ctx, t)
+}
+
+// viewQueued is view with the queue position of a waiting preview.
+func (m *Manager) viewQueued(ctx context.Context, t *registry.Tenant) (*Preview, error) {
+	p, err := m.view(ctx, t, nil)
+	if err != nil || p.Phase != PhaseWaiting {
+		return p, err
+	}
+	waiting, err := m.waiting(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for i, w := range waiting {
+		if w.ID == t.ID {
+			p.QueuePosition = i + 1
+		}
+	}
+	return p, nil
 }
 
 // apply brings an existing preview to the new build, by its state.
@@ -487,7 +505,7 @@ func (m *Manager) Get(ctx context.Context, id string) (*Preview, error) {
 	if err != nil {
 		return nil, err
 	}
-	return m.view(ctx, t, nil)
+	return m.viewQueued(ctx, t)
 }
 
 func (m *Manager) get(ctx context.Context, id string) (*registry.Tenant, error) {

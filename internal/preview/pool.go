@@ -329,6 +329,13 @@ func (m *Manager) refill(ctx context.Context, rep *TickReport) error {
 	if m.cfg.PoolSize <= 0 {
 		return nil
 	}
+	// Records being created are read before the pool: one handed over
+	// between the two reads is then counted twice (a refill deferred to
+	// the next pass), never missed (an extra account).
+	creating, err := m.creating(ctx)
+	if err != nil {
+		return err
+	}
 	accounts, err := m.d.Registry.ListPoolAll(ctx)
 	if err != nil {
 		return err
@@ -338,10 +345,6 @@ func (m *Manager) refill(ctx context.Context, rep *TickReport) error {
 		if a.State != registry.PoolQuarantined {
 			have++
 		}
-	}
-	creating, err := m.creating(ctx)
-	if err != nil {
-		return err
 	}
 	for need := m.cfg.PoolSize - have - len(creating); need > 0; need-- {
 		var b [4]byte

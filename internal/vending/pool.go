@@ -68,6 +68,16 @@ func (r *Reconciler) claimPooled(ctx context.Context, t *registry.Tenant) error 
 	return nil
 }
 
+// claimOrFail runs claimPooled; a refusal fails the tenant (returned as
+// next), any other error is for the caller to retry.
+func (r *Reconciler) claimOrFail(ctx context.Context, t *registry.Tenant) (*registry.Tenant, error) {
+	err := r.claimPooled(ctx, t)
+	if errors.Is(err, ErrRefused) {
+		return r.fail(ctx, t, err.Error())
+	}
+	return nil, err
+}
+
 // checkOwner is the guard before a decommission: a preview's account may
 // still carry the pool's tag when the preview is released before its
 // account was prepared.

@@ -461,11 +461,12 @@ func (r *Reconciler) watchCreation(ctx context.Context, t *registry.Tenant, hold
 
 // prepare moves the account into its OU and waits until it is usable.
 func (r *Reconciler) prepare(ctx context.Context, t *registry.Tenant) (*registry.Tenant, error) {
-	if err := r.claimPooled(ctx, t); err != nil {
-		if errors.Is(err, ErrRefused) {
-			return r.fail(ctx, t, err.Error())
+	// A leased preview account is proved a pool account (and retagged)
+	// before it is moved; a new pool account once it sits in the Pool OU.
+	if t.Kind == registry.KindPreview {
+		if next, err := r.claimOrFail(ctx, t); err != nil || next != nil {
+			return next, err
 		}
-		return nil, err
 	}
 	target := r.cfg.targetOU(t)
 	parents, err := r.d.Org.ListParents(ctx, &organizations.ListParentsInput{ChildId: aws.String(t.AccountID)})
@@ -478,6 +479,11 @@ func (r *Reconciler) prepare(ctx context.Context, t *registry.Tenant) (*registry
 		})
 		if err != nil && !awsx.IsAlreadyExists(err) {
 			return nil, fmt.Errorf("move %s to %s: %w", t.AccountID, target, err)
+		}
+	}
+	if t.Kind == registry.KindPool {
+		if next, err := r.claimOrFail(ctx, t); err != nil || next != nil {
+			return next, err
 		}
 	}
 	// Readiness gate: a new account is not usable for a while. Retry with
