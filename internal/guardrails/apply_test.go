@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -46,41 +47,145 @@ func TestApplyAttachesToTenantOUs(t *testing.T) {
 	}
 
 	// Organizations attaches FullAWSAccess to every new OU; SCPs deny on
-	// top of it.
-	want := map[string]bool{"FullAWSAccess": true}
-	for _, p := range ps {
-		want[p.Name] = true
-	}
-	for _, path := range TenantOUs {
-		out, err := org.ListPoliciesForTarget(ctx, &organizations.ListPoliciesForTargetInput{
-			TargetId: aws.String(o.OUs[path]), Filter: orgtypes.PolicyTypeServiceControlPolicy,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := map[string]bool{}
-		for _, s := range out.Policies {
-			if got[aws.ToString(s.Name)] {
-				t.Errorf("%s: %s attached twice", path, aws.ToString(s.Name))
+	// top of it. Each OU gets exactly the policies that target it, and the
+	// pool none of them.
+	for _, path := range append(slices.Clone(TenantOUs), emulator.OUPool) {
+		want := map[string]bool{"FullAWSAccess": true}
+		for _, p := range ps {
+			if slices.Contains(p.Targets, path) {
+				want[p.Name] = true
 			}
-			got[aws.ToString(s.Name)] = true
 		}
-		if diff := cmp.Diff(want, got); diff != "" {
+		if diff := cmp.Diff(want, attachedNames(ctx, t, org, o.OUs[path])); diff != "" {
 			t.Errorf("SCPs on %s (-want +got):\n%s", path, diff)
 		}
 	}
-	// Guardrails stay off OUs they do not target.
-	out, err := org.ListPoliciesForTarget(ctx, &organizations.ListPoliciesForTargetInput{
-		TargetId: aws.String(o.OUs[emulator.OUPool]), Filter: orgtypes.PolicyTypeServiceControlPolicy,
+}
+
+// attachedNames returns the names of the SCPs attached directly to target,
+// failing the test if one is attached twice.
+func attachedNames(ctx context.Context, t *testing.T, org *organizations.Client, target string) map[string]bool {
+	t.Helper()
+	got := map[string]bool{}
+	p := organizations.NewListPoliciesForTargetPaginator(org, &organizations.ListPoliciesForTargetInput{
+		TargetId: aws.String(target), Filter: orgtypes.PolicyTypeServiceControlPolicy,
 	})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range page.Policies {
+			name := aws.ToString(s.Name)
+			if got[name] {
+				t.Errorf("%s attached twice to %s", name, target)
+			}
+			got[name] = true
+		}
+	}
+	return got
+}
+
+func TestApplySpendGuardOnPreviewOnly(t *testing.T) {
+	ctx := context.Background()
+	o := emu.ResetT(t)
+	cfg, err := o.Config(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range out.Policies {
-		if name := aws.ToString(s.Name); want[name] && name != "FullAWSAccess" {
-			t.Errorf("%s attached to %s", aws.ToString(s.Name), emulator.OUPool)
+	org := organizations.NewFromConfig(cfg)
+	rec := &recordingOrg{org: org}
+	a := New(rec, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ps, err := Policies(Options{AllowedRegions: []string{"eu-west-1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := a.Apply(ctx, ps, o.OUs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, ok := ids[PreviewSpendGuard]
+	if !ok {
+		t.Fatalf("Apply returned no id for %s: %v", PreviewSpendGuard, ids)
+	}
+	onPreview := attachedNames(ctx, t, org, o.OUs[OUPreview])
+	onProduction := attachedNames(ctx, t, org, o.OUs[OUProduction])
+	if !onPreview[PreviewSpendGuard] {
+		t.Errorf("%s not attached to %s: %v", PreviewSpendGuard, OUPreview, onPreview)
+	}
+	if onProduction[PreviewSpendGuard] {
+		t.Errorf("%s attached to %s", PreviewSpendGuard, OUProduction)
+	}
+	// Preview accounts keep every guardrail production has.
+	for name := range onProduction {
+		if !onPreview[name] {
+			t.Errorf("%s on %s but not on %s", name, OUProduction, OUPreview)
 		}
 	}
+	d, err := org.DescribePolicy(ctx, &organizations.DescribePolicyInput{PolicyId: aws.String(id)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := spendGuard().JSON()
+	if got := aws.ToString(d.Policy.Content); got != want {
+		t.Errorf("stored content = %s, want %s", got, want)
+	}
+
+	// Applying again writes nothing and returns the same ids.
+	if len(rec.writes) == 0 {
+		t.Fatal("the first apply recorded no writes: the recorder is not in the path")
+	}
+	rec.writes = nil
+	again, err := a.Apply(ctx, ps, o.OUs)
+	if err != nil {
+		t.Fatalf("second apply: %v", err)
+	}
+	if diff := cmp.Diff(ids, again); diff != "" {
+		t.Errorf("policy ids changed on re-apply (-first +second):\n%s", diff)
+	}
+	if len(rec.writes) != 0 {
+		t.Errorf("second apply wrote %v, want nothing", rec.writes)
+	}
+	if diff := cmp.Diff(onPreview, attachedNames(ctx, t, org, o.OUs[OUPreview])); diff != "" {
+		t.Errorf("SCPs on %s changed on re-apply (-first +second):\n%s", OUPreview, diff)
+	}
+	if diff := cmp.Diff(onProduction, attachedNames(ctx, t, org, o.OUs[OUProduction])); diff != "" {
+		t.Errorf("SCPs on %s changed on re-apply (-first +second):\n%s", OUProduction, diff)
+	}
+}
+
+// recordingOrg passes every call to the emulator and records the ones that
+// change something, so a test can prove a re-apply is a no-op.
+type recordingOrg struct {
+	org    *organizations.Client
+	writes []string
+}
+
+func (r *recordingOrg) ListPolicies(ctx context.Context, in *organizations.ListPoliciesInput, opts ...func(*organizations.Options)) (*organizations.ListPoliciesOutput, error) {
+	return r.org.ListPolicies(ctx, in, opts...)
+}
+
+func (r *recordingOrg) DescribePolicy(ctx context.Context, in *organizations.DescribePolicyInput, opts ...func(*organizations.Options)) (*organizations.DescribePolicyOutput, error) {
+	return r.org.DescribePolicy(ctx, in, opts...)
+}
+
+func (r *recordingOrg) ListPoliciesForTarget(ctx context.Context, in *organizations.ListPoliciesForTargetInput, opts ...func(*organizations.Options)) (*organizations.ListPoliciesForTargetOutput, error) {
+	return r.org.ListPoliciesForTarget(ctx, in, opts...)
+}
+
+func (r *recordingOrg) CreatePolicy(ctx context.Context, in *organizations.CreatePolicyInput, opts ...func(*organizations.Options)) (*organizations.CreatePolicyOutput, error) {
+	r.writes = append(r.writes, "CreatePolicy "+aws.ToString(in.Name))
+	return r.org.CreatePolicy(ctx, in, opts...)
+}
+
+func (r *recordingOrg) UpdatePolicy(ctx context.Context, in *organizations.UpdatePolicyInput, opts ...func(*organizations.Options)) (*organizations.UpdatePolicyOutput, error) {
+	r.writes = append(r.writes, "UpdatePolicy "+aws.ToString(in.PolicyId))
+	return r.org.UpdatePolicy(ctx, in, opts...)
+}
+
+func (r *recordingOrg) AttachPolicy(ctx context.Context, in *organizations.AttachPolicyInput, opts ...func(*organizations.Options)) (*organizations.AttachPolicyOutput, error) {
+	r.writes = append(r.writes, "AttachPolicy "+aws.ToString(in.PolicyId)+" "+aws.ToString(in.TargetId))
+	return r.org.AttachPolicy(ctx, in, opts...)
 }
 
 func TestApplyUpdatesChangedContent(t *testing.T) {

@@ -28,6 +28,9 @@ const (
 // TenantOUs are the OUs every tenant account lives in.
 var TenantOUs = []string{OUProduction, OUPreview}
 
+// PreviewSpendGuard is the name of the SCP that only Tenants/Preview gets.
+const PreviewSpendGuard = "silo-preview-spend-guard"
+
 // globalServices are the services whose calls go to us-east-1 (or have no
 // region) whatever region the caller works in; the region guardrail must not
 // deny them or IAM, billing and DNS stop working in every allowed region.
@@ -201,7 +204,73 @@ func Policies(o Options) ([]Policy, error) {
 				},
 			}),
 		},
+		spendGuard(),
 	}, nil
+}
+
+// spendGuard is the Preview OU's extra SCP. A preview account is leased by
+// a pull request for hours and then reset for the next one, and the reset
+// inventories only what the tenant app can create (functions, log groups,
+// tables, buckets, secrets, keys): anything else would outlive the lease,
+// unseen and billed. So the guard denies starting what the app never uses
+// (it runs on Lambda, API Gateway, DynamoDB on demand, S3, KMS, Secrets
+// Manager and CloudWatch Logs) and buying anything that outlasts a lease.
+//
+// It denies creating, never deleting or reading, so the reset can still
+// remove whatever got in some other way. No principal is exempt: silo itself
+// needs none of it. Service-linked roles ignore SCPs, so the guard denies
+// the call that starts a service (CreateAutoScalingGroup, CreateNodegroup),
+// not only the EC2 calls that service would make. docs/previews.md gives
+// the reason for every action; a test keeps the two lists equal.
+func spendGuard() Policy {
+	all := []string{"*"}
+	return Policy{
+		Name:        PreviewSpendGuard,
+		Description: "Preview accounts cannot start expensive or long-lived resources the tenant app never uses, buy commitments, or make data undeletable.",
+		Targets:     []string{OUPreview},
+		Document: doc(
+			Statement{Sid: "DenyPreviewCompute", Effect: "Deny", Resource: all, Action: []string{
+				"ec2:RunInstances", "ec2:RequestSpotInstances", "ec2:RequestSpotFleet", "ec2:CreateFleet",
+				"ec2:AllocateHosts", "autoscaling:CreateAutoScalingGroup", "batch:CreateComputeEnvironment",
+				"ecs:CreateService", "ecs:RunTask", "ecs:StartTask", "eks:CreateCluster", "eks:CreateNodegroup",
+				"lightsail:CreateInstances", "workspaces:CreateWorkspaces", "lambda:PutProvisionedConcurrencyConfig",
+			}},
+			Statement{Sid: "DenyPreviewNetworking", Effect: "Deny", Resource: all, Action: []string{
+				"ec2:CreateNatGateway", "ec2:CreateTransitGateway", "ec2:CreateVpnConnection",
+				"elasticloadbalancing:CreateLoadBalancer", "globalaccelerator:CreateAccelerator",
+			}},
+			Statement{Sid: "DenyPreviewDataServices", Effect: "Deny", Resource: all, Action: []string{
+				"rds:Create*", "rds:Restore*", "redshift:CreateCluster", "redshift:RestoreFromClusterSnapshot",
+				"redshift-serverless:CreateWorkgroup", "elasticache:Create*", "memorydb:CreateCluster",
+				"es:CreateDomain", "es:CreateElasticsearchDomain", "aoss:CreateCollection",
+				"kafka:CreateCluster", "kafka:CreateClusterV2", "mq:CreateBroker", "fsx:CreateFileSystem",
+				"dms:CreateReplicationInstance", "elasticmapreduce:RunJobFlow", "emr-serverless:CreateApplication",
+				"glue:CreateDevEndpoint", "glue:CreateSession", "glue:StartJobRun",
+			}},
+			Statement{Sid: "DenyPreviewMachineLearning", Effect: "Deny", Resource: all, Action: []string{
+				"sagemaker:Create*", "sagemaker:Start*", "bedrock:CreateModelCustomizationJob",
+			}},
+			Statement{Sid: "DenyPreviewCommitments", Effect: "Deny", Resource: all, Action: []string{
+				"ec2:PurchaseReservedInstancesOffering", "ec2:PurchaseHostReservation", "ec2:PurchaseCapacityBlock",
+				"ec2:CreateCapacityReservation", "rds:PurchaseReservedDBInstancesOffering",
+				"redshift:PurchaseReservedNodeOffering", "elasticache:PurchaseReservedCacheNodesOffering",
+				"es:PurchaseReservedInstanceOffering", "memorydb:PurchaseReservedNodesOffering",
+				"dynamodb:PurchaseReservedCapacityOfferings", "savingsplans:CreateSavingsPlan",
+				"bedrock:CreateProvisionedModelThroughput", "shield:CreateSubscription",
+				"route53domains:RegisterDomain", "route53domains:TransferDomain", "aws-marketplace:Subscribe",
+				"aws-marketplace:CreateAgreementRequest", "aws-marketplace:AcceptAgreementRequest",
+				"outposts:CreateOrder",
+			}},
+			// The reset must be able to delete everything and hand the next
+			// pull request a clean account: no locks, no credentials that
+			// outlive the lease (the reset does not look for IAM users).
+			Statement{Sid: "DenyPreviewLeftovers", Effect: "Deny", Resource: all, Action: []string{
+				"s3:PutBucketObjectLockConfiguration", "s3:PutObjectRetention", "s3:PutObjectLegalHold",
+				"backup:PutBackupVaultLockConfiguration", "glacier:CompleteVaultLock",
+				"iam:CreateUser", "iam:CreateAccessKey",
+			}},
+		),
+	}
 }
 
 func doc(s ...Statement) Document { return Document{Version: "2012-10-17", Statement: s} }

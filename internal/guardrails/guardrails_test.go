@@ -123,6 +123,11 @@ func TestPolicyIntent(t *testing.T) {
 		{"member role pass denied", "silo-protect-member-role", `"iam:PassRole"`},
 		{"member role is the resource", "silo-protect-member-role", `"Resource":["arn:aws:iam::*:role/OrganizationAccountAccessRole"]`},
 		{"root denied", "silo-deny-root-user", `"ArnLike":{"aws:PrincipalArn":["arn:aws:iam::*:root"]}`},
+		{"preview: no instances", PreviewSpendGuard, `"ec2:RunInstances"`},
+		{"preview: no NAT gateways", PreviewSpendGuard, `"ec2:CreateNatGateway"`},
+		{"preview: no provisioned concurrency", PreviewSpendGuard, `"lambda:PutProvisionedConcurrencyConfig"`},
+		{"preview: no savings plans", PreviewSpendGuard, `"savingsplans:CreateSavingsPlan"`},
+		{"preview: no object lock", PreviewSpendGuard, `"s3:PutBucketObjectLockConfiguration"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,5 @@
+// Package docscheck holds tests that keep the documentation under docs/
+// true: files that users copy (the GitHub Actions workflow) must parse and
+// say what the docs and the CLI say, and a file quoted inline in a page must
+// be the same bytes as the file.
+package docscheck
