@@ -10,6 +10,7 @@ func commands() []*cobra.Command {
 		newBenchCmd(),
 		newSignupCmd(),
 		newTenantsCmd(),
+		newPreviewCmd(),
 		newSimCmd(),
 	}
 }

@@ -36,6 +36,8 @@ type Deps struct {
 	Kick func(id string)
 	// Retry restarts a FAILED tenant (vending.Reconciler.Retry).
 	Retry func(ctx context.Context, id, actor, reason string) (*registry.Tenant, error)
+	// Previews serves /v1/previews; those routes answer 404 when nil.
+	Previews Previews
 	// Verifier checks operator bearer tokens.
 	Verifier Verifier
 	Log      *slog.Logger
@@ -147,6 +149,7 @@ func (a *API) routes() {
 	a.mux.Handle("/v1/tenants/{id}", route{http.MethodGet: a.getTenant})
 	a.mux.Handle("/v1/tenants/{id}/events", route{http.MethodGet: a.tenantEvents})
 	a.mux.Handle("/v1/tenants/{id}/{action}", route{http.MethodPost: a.tenantAction})
+	a.previewRoutes()
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(r.Context(), w, errRoute)
 	})

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/silo-saas/silo/internal/preview"
 )
 
 // Client talks to the silo API over HTTP: the CLI uses it, against local
@@ -137,4 +139,39 @@ func (c *Client) do(ctx context.Context, method, path string, body any, headers 
 		return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
 	}
 	return nil
+}
+
+// PreviewUp opens or updates a PR's preview with a build.
+func (c *Client) PreviewUp(ctx context.Context, req PreviewUpRequest) (*preview.Preview, error) {
+	var out preview.Preview
+	err := c.do(ctx, http.MethodPost, "/v1/previews", req, nil, &out)
+	return &out, err
+}
+
+// Preview reads one preview.
+func (c *Client) Preview(ctx context.Context, id string) (*preview.Preview, error) {
+	var out preview.Preview
+	err := c.do(ctx, http.MethodGet, "/v1/previews/"+url.PathEscape(id), nil, nil, &out)
+	return &out, err
+}
+
+// PreviewDown releases a preview.
+func (c *Client) PreviewDown(ctx context.Context, id, reason string) (*preview.Preview, error) {
+	var out preview.Preview
+	err := c.do(ctx, http.MethodDelete, "/v1/previews/"+url.PathEscape(id), PreviewDownRequest{Reason: reason}, nil, &out)
+	return &out, err
+}
+
+// PreviewExtend lengthens a preview's lease.
+func (c *Client) PreviewExtend(ctx context.Context, id string, by time.Duration) (*preview.Preview, error) {
+	var out preview.Preview
+	err := c.do(ctx, http.MethodPost, "/v1/previews/"+url.PathEscape(id)+"/extend", PreviewExtendRequest{By: by.String()}, nil, &out)
+	return &out, err
+}
+
+// Previews lists the pool and its previews.
+func (c *Client) Previews(ctx context.Context) (*preview.Listing, error) {
+	var out preview.Listing
+	err := c.do(ctx, http.MethodGet, "/v1/previews", nil, nil, &out)
+	return &out, err
 }
