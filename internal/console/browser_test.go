@@ -15,8 +15,9 @@ import (
 
 // TestConsoleInBrowser drives the console in a real chromium over a seeded
 // fleet of 6,000 tenants: log in, read the overview's counts, search for a
-// tenant, open its page and its health chart, and show that a tenant named
-// <script>alert(1)</script> is text, never code.
+// tenant, open its page and its health chart, show that a tenant named
+// <script>alert(1)</script> is text, never code, and read the previews
+// page's pool counts.
 func TestConsoleInBrowser(t *testing.T) {
 	now := time.Now().UTC()
 	tenants := fleetTenants(6000, now)
@@ -24,8 +25,15 @@ func TestConsoleInBrowser(t *testing.T) {
 	evil.Name = `<script>alert(1)</script>`
 	target := tenants[4321]
 	began := time.Now()
-	f := newFixture(t, tenants, nil)
-	t.Logf("seeded %d tenants in %v", len(tenants), time.Since(began))
+	f := newFixture(t, tenants, func(f *fixture, d *Deps, o *Options) { d.Pool = f.store; o.PoolTarget = 4 })
+	// A small pool, before the console first reads the fleet: one lease
+	// (to a repository named like markup), one quarantined, one free.
+	accts := addPoolAccounts(t, f.store, 1, 3)
+	leasePreview(t, f.store, accts[0], "pr-evil-1", evilRepo, 1, now.Add(time.Hour), func(n *registry.Tenant) {
+		n.Endpoint = "https://pr-evil-1.preview.example.com/"
+	})
+	quarantine(t, f.store, accts[1], "reset failed", 3, "table orders-x")
+	t.Logf("seeded %d tenants and a pool in %v", len(tenants), time.Since(began))
 	var rollups []registry.Rollup
 	for h := range 36 {
 		r := registry.Rollup{TenantID: target.ID, Hour: now.Truncate(time.Hour).Add(-time.Duration(h) * time.Hour), Checks: 60, P50MS: 40, P95MS: 90, MaxMS: 200}
@@ -37,9 +45,13 @@ func TestConsoleInBrowser(t *testing.T) {
 	if err := f.store.PutRollups(t.Context(), rollups); err != nil {
 		t.Fatal(err)
 	}
-	// What the overview must say, counted from the seed.
+	// What the overview must say, counted from the seed and the pool's
+	// vending records and preview.
 	states := map[registry.State]int{}
 	health := map[string]int{}
+	for _, id := range []string{"pool-001", "pool-002", "pool-003", "pr-evil-1"} {
+		states[mustGet(t, f.store, id).State]++
+	}
 	for _, tn := range tenants {
 		states[tn.State]++
 		if serving(tn.State) {
@@ -138,5 +150,21 @@ func TestConsoleInBrowser(t *testing.T) {
 	if !strings.Contains(heading, evil.Name) || !strings.Contains(listed, evil.Name) {
 		t.Errorf("the <script> name is not shown as text: heading %q, list %q", heading, listed)
 	}
+
+	// The previews page: the pool's counts, and the lease of the repository
+	// named like markup shown as text.
+	if err := chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/previews"), chromedp.WaitVisible(chromedp.ID("pool-counts"))); err != nil {
+		t.Fatalf("open the previews page: %v", err)
+	}
+	for st, want := range map[string]int{"available": 1, "leased": 1, "resetting": 0, "quarantined": 1, "creating": 0} {
+		if got := cell(fmt.Sprintf(`td[data-pool=%q]`, st)); got != want {
+			t.Errorf("previews: %s shows %d, want %d", st, got, want)
+		}
+	}
+	if leases := text(`#leases`); !strings.Contains(leases, evilRepo) || !strings.Contains(leases, "pr-evil-1.preview.example.com") {
+		t.Errorf("the lease row shows %q", leases)
+	}
+	t.Logf("read the previews page at %v", time.Since(began))
+	browser.Screenshot(t, ctx, "previews")
 	dialogs.AssertNone(t)
 }

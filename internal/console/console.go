@@ -1,6 +1,7 @@
 // Package console is silo's operations console: server-rendered HTML pages
 // over the whole fleet (overview, tenant list with search and filters,
-// tenant detail with health history, audit and cost), behind operator login.
+// tenant detail with health history, audit and cost, the preview pool and
+// its leases), behind operator login.
 //
 // The pages render from an in-memory snapshot of every tenant that is
 // refreshed lazily by the requests themselves, so the console needs no
@@ -46,6 +47,9 @@ type Deps struct {
 	Costs costSource
 	// OUs finds an account's OU path; nil shows "—".
 	OUs ouSource
+	// Pool lists the preview pool's accounts; nil shows the pool as not
+	// configured.
+	Pool poolSource
 	// Log receives the console's logs; slog.Default() when nil.
 	Log *slog.Logger
 }
@@ -65,6 +69,9 @@ type Options struct {
 	SecureCookie bool
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// PoolTarget is the size the preview pool is kept at, shown beside its
+	// counts; 0 when unknown.
+	PoolTarget int
 }
 
 // Console is the operations console, an http.Handler.
@@ -154,7 +161,7 @@ func (c *Console) routes() {
 	m.Handle("GET "+p+"/{$}", c.page(c.overview))
 	m.Handle("GET "+p+"/tenants", c.page(c.tenants))
 	m.Handle("GET "+p+"/tenants/{id}", c.page(c.tenant))
-	m.Handle("GET "+p+"/previews", c.page(c.placeholder("Previews", "Preview environments are filled in by issue 7.")))
+	m.Handle("GET "+p+"/previews", c.page(c.previews))
 	m.Handle("GET "+p+"/rollouts", c.page(c.placeholder("Rollouts", "Rollouts are filled in by issue 8.")))
 	m.Handle(p+"/", c.page(func(w http.ResponseWriter, r *http.Request, v *view) error {
 		return errNotFound("There is no page at this address.")

@@ -34,6 +34,13 @@ type snapshot struct {
 	accounts    []string // distinct account ids of tenants, for the cost total
 	versions    []string // distinct app versions, for the filter
 	tenantCount int
+
+	// poolCreating counts pool accounts the vending engine is still making
+	// (pool-kind tenants in a working state).
+	poolCreating int
+	// waiting are the preview requests with no account yet, longest
+	// waiting first.
+	waiting []*row
 }
 
 // row is one tenant with its derived fields.
@@ -88,6 +95,12 @@ func buildSnapshot(at time.Time, tenants []*registry.Tenant) *snapshot {
 		if t.AppVersion != "" {
 			versions[t.AppVersion] = true
 		}
+		switch {
+		case t.Kind == registry.KindPool && creating(t.State):
+			s.poolCreating++
+		case t.Kind == registry.KindPreview && t.State == registry.StateRequested && t.AccountID == "":
+			s.waiting = append(s.waiting, r)
+		}
 		if !serving(t.State) {
 			continue
 		}
@@ -111,6 +124,9 @@ func buildSnapshot(at time.Time, tenants []*registry.Tenant) *snapshot {
 		}
 		return strings.Compare(a.T.ID, b.T.ID)
 	})
+	slices.SortFunc(s.waiting, func(a, b *row) int {
+		return cmp.Or(waitingSince(a.T).Compare(waitingSince(b.T)), strings.Compare(a.T.ID, b.T.ID))
+	})
 	s.accounts = slices.Sorted(maps.Keys(accounts))
 	s.versions = slices.Sorted(maps.Keys(versions))
 
@@ -125,6 +141,27 @@ func buildSnapshot(at time.Time, tenants []*registry.Tenant) *snapshot {
 		s.orders[key] = idx
 	}
 	return s
+}
+
+// creating reports whether a pool-kind tenant is still being made into a
+// pool account.
+func creating(s registry.State) bool {
+	switch s {
+	case registry.StateRequested, registry.StateCreatingAccount, registry.StatePreparing, registry.StateDeploying:
+		return true
+	}
+	return false
+}
+
+// waitingSince is when a preview request began waiting for an account. A
+// preview reopened after a release keeps its old record (it carries the
+// account it last held), so its creation is not the request: its last
+// change, the reopening, is the best the record tells.
+func waitingSince(t *registry.Tenant) time.Time {
+	if t.Attributes[registry.AttrLastAccount] != "" {
+		return t.UpdatedAt
+	}
+	return t.CreatedAt
 }
 
 func rowCompare(key string) func(a, b *row) int {

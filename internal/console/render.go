@@ -53,7 +53,7 @@ func (c *Console) newView(r *http.Request, p *api.Principal) *view {
 }
 
 // pages are the template sets: each is the layout plus one page file.
-var pages = []string{"overview", "tenants", "tenant", "placeholder", "login", "error"}
+var pages = []string{"overview", "tenants", "tenant", "previews", "placeholder", "login", "error"}
 
 func (c *Console) parseTemplates() error {
 	c.tmpl = map[string]*template.Template{}
@@ -134,8 +134,10 @@ var funcs = template.FuncMap{
 		}
 		return t.UTC().Format("2006-01-02 15:04:05Z")
 	},
-	"iso": func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
-	"ago": ago,
+	"iso":   func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+	"ago":   ago,
+	"left":  left,
+	"short": shortBuild,
 	"pct": func(f *float64) string {
 		if f == nil {
 			return "—"
@@ -172,18 +174,37 @@ func ago(now, t time.Time) string {
 		return "—"
 	}
 	d := now.Sub(t)
-	switch {
-	case d < 0:
+	if d < 0 {
 		// Clocks differ between hosts; a time slightly ahead is "now".
 		return "just now"
-	case d < time.Minute:
-		return fmt.Sprintf("%ds ago", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm ago", int(d.Minutes()))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%dh %dm ago", int(d.Hours()), int(d.Minutes())%60)
 	}
-	return fmt.Sprintf("%dd %dh ago", int(d.Hours())/24, int(d.Hours())%24)
+	return span(d) + " ago"
+}
+
+// left says how long from now until t: "3h 12m", or "expired" once past.
+func left(now, t time.Time) string {
+	if t.IsZero() {
+		return "—"
+	}
+	d := t.Sub(now)
+	if d <= 0 {
+		return "expired"
+	}
+	return span(d)
+}
+
+// span is a duration for an operator, to two units at most: "45s",
+// "12m", "3h 12m", "4d 2h".
+func span(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh %dm", int(d.Hours()), int(d.Minutes())%60)
+	}
+	return fmt.Sprintf("%dd %dh", int(d.Hours())/24, int(d.Hours())%24)
 }
 
 func groupDigits(s string) string {

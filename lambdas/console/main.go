@@ -71,8 +71,9 @@ func build(ctx context.Context, log *slog.Logger, env func(string) string) (http
 	if err != nil {
 		return nil, err
 	}
+	store := registry.New(dynamodb.NewFromConfig(cfg), table)
 	c, err := console.New(console.Deps{
-		Registry: registry.New(dynamodb.NewFromConfig(cfg), table), Verifier: verifier, Log: log,
+		Registry: store, Pool: store, Verifier: verifier, Log: log,
 		Costs: console.NewCostExplorer(cfg, 0),
 		OUs:   console.NewOULookup(organizations.NewFromConfig(cfg)),
 	}, console.Options{Prefix: prefix, SecureCookie: true})
