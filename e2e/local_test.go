@@ -52,7 +52,7 @@ func TestLocalPlatformLifecycle(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 
-	cmd := exec.Command(bin, "local", "--ready-file", ready, "--probe-every", "500ms")
+	cmd := exec.Command(bin, "local", "--ready-file", ready, "--probe-every", "500ms", "--pool-size", "1")
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -150,6 +150,7 @@ func TestLocalPlatformLifecycle(t *testing.T) {
 	if code := exitCode(exec.CommandContext(ctx, bin, "tenants", "get").Run()); code != 2 {
 		t.Errorf("tenants get without an id: exit %d, want 2", code)
 	}
+	checkPreviewCLI(ctx, t, bin, info)
 	ous, err := organizations.NewFromConfig(cfg).ListOrganizationalUnitsForParent(ctx, &organizations.ListOrganizationalUnitsForParentInput{ParentId: &[]string{info.OUs["Tenants"]}[0]})
 	if err != nil {
 		t.Fatal(err)

@@ -20,6 +20,7 @@ func newLocalCmd() *cobra.Command {
 	var readyFile, apiAddr, consoleAddr string
 	var exit, asJSON, verbose, demo bool
 	var probeEvery time.Duration
+	var poolSize int
 	cmd := &cobra.Command{
 		Use:   "local",
 		Short: "Run the silo platform on this machine, backed by a local AWS emulator",
@@ -27,8 +28,10 @@ func newLocalCmd() *cobra.Command {
 it as a management account (an IAM user and key, an organization with the
 OUs Tenants/Production, Tenants/Preview, Suspended and Pool), creates the
 tenant registry table, applies the guardrail SCPs, publishes the current
-release and its StackSet, runs the reconciler and the fleet prober (every
---probe-every), and serves the silo API and the operations console. It
+release and its StackSet, runs the reconciler, the fleet prober (every
+--probe-every) and the PR-preview pool (--pool-size warm accounts, made
+through the reconciler and reset after each preview), and serves the silo
+API and the operations console. It
 prints how to reach everything and an admin token, and runs until Ctrl-C.
 No AWS account is needed.
 
@@ -56,7 +59,7 @@ after the summary.`,
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
 			began := time.Now()
 			fmt.Fprintln(cmd.ErrOrStderr(), "starting the local AWS emulator and the control plane…")
-			p, err := local.Start(ctx, local.Options{APIAddr: apiAddr, ConsoleAddr: consoleAddr, ProbeEvery: probeEvery}, log)
+			p, err := local.Start(ctx, local.Options{APIAddr: apiAddr, ConsoleAddr: consoleAddr, ProbeEvery: probeEvery, PoolSize: poolSize}, log)
 			if err != nil {
 				return err
 			}
@@ -103,6 +106,7 @@ after the summary.`,
 	cmd.Flags().StringVar(&apiAddr, "api-addr", "", "where the API listens (default: a free loopback port)")
 	cmd.Flags().StringVar(&consoleAddr, "console-addr", "", "where the operations console listens (default: a free loopback port)")
 	cmd.Flags().DurationVar(&probeEvery, "probe-every", 10*time.Second, "interval of the fleet health sweeps")
+	cmd.Flags().IntVar(&poolSize, "pool-size", 2, "accounts kept warm for PR previews (silo preview up); 0 for none")
 	cmd.Flags().BoolVar(&demo, "demo", false, "sign three tenants up and exercise their endpoints")
 	cmd.Flags().BoolVar(&exit, "exit", false, "stop after the summary (for CI)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the connection details as JSON")

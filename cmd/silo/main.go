@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -34,7 +35,8 @@ func main() {
 	}
 	fmt.Fprintln(os.Stderr, "silo:", err)
 	var ue usageError
-	if errors.As(err, &ue) {
+	// cobra reports missing required flags as a plain error: a usage error.
+	if errors.As(err, &ue) || strings.HasPrefix(err.Error(), "required flag") {
 		os.Exit(exitUsage)
 	}
 	os.Exit(exitFailure)

@@ -153,13 +153,12 @@ func creating(s registry.State) bool {
 	return false
 }
 
-// waitingSince is when a preview request began waiting for an account. A
-// preview reopened after a release keeps its old record (it carries the
-// account it last held), so its creation is not the request: its last
-// change, the reopening, is the best the record tells.
+// waitingSince is when a preview request began waiting for an account:
+// the requested_at the preview pool stamps on it (a reopened preview keeps
+// its old record, so its creation is not the request).
 func waitingSince(t *registry.Tenant) time.Time {
-	if t.Attributes[registry.AttrLastAccount] != "" {
-		return t.UpdatedAt
+	if at, err := time.Parse(time.RFC3339Nano, t.Attributes["requested_at"]); err == nil {
+		return at
 	}
 	return t.CreatedAt
 }

@@ -223,9 +223,9 @@ func TestPreviewsWithoutPool(t *testing.T) {
 	fleet := []*registry.Tenant{
 		mk("pr-b-2", registry.KindPreview, registry.StateRequested, now.Add(-time.Minute), map[string]string{attrRepo: "acme/b", attrPR: "2"}),
 		mk("pr-a-1", registry.KindPreview, registry.StateRequested, now.Add(-5*time.Minute), map[string]string{attrRepo: "acme/a", attrPR: "1"}),
-		// Reopened: waiting since its last change, not its creation.
+		// Reopened: waiting since its request, not its creation.
 		mk("pr-c-3", registry.KindPreview, registry.StateRequested, now.Add(-72*time.Hour),
-			map[string]string{attrRepo: "acme/c", attrPR: "3", registry.AttrLastAccount: "300000000001"}),
+			map[string]string{attrRepo: "acme/c", attrPR: "3", registry.AttrLastAccount: "300000000001", "requested_at": now.Format(time.RFC3339Nano)}),
 		mk("pool-001", registry.KindPool, registry.StatePreparing, now, nil),
 		mk("pool-002", registry.KindPool, registry.StateClosed, now, nil),
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/silo-saas/silo/internal/console"
 	"github.com/silo-saas/silo/internal/emulator"
 	"github.com/silo-saas/silo/internal/issuer"
+	"github.com/silo-saas/silo/internal/preview"
 	"github.com/silo-saas/silo/internal/probe"
 	"github.com/silo-saas/silo/internal/vending"
 	"github.com/silo-saas/silo/registry"
@@ -46,6 +47,9 @@ type Options struct {
 	// ProbeEvery is the interval of fleet health sweeps (default 10s; in
 	// AWS it is a minute, but locally a person is watching).
 	ProbeEvery time.Duration
+	// PoolSize is the PR-preview pool's target size; 0 keeps no pool
+	// (previews then wait until their deadline).
+	PoolSize int
 }
 
 // Info is what a person or a script needs to reach a running platform. It
@@ -85,6 +89,8 @@ type Platform struct {
 	Host *apphost.Host
 	// Sweeper probes every serving tenant's endpoint and records its health.
 	Sweeper *probe.Sweeper
+	// Previews serves PR previews and keeps the warm pool.
+	Previews *preview.Manager
 
 	emu        *emulator.Emulator
 	log        *slog.Logger
@@ -131,7 +137,12 @@ func Start(ctx context.Context, o Options, log *slog.Logger) (*Platform, error) 
 		apphost.Config{Issuer: p.Issuer.URL(), Audience: p.Issuer.Audience(), JWKSURL: p.Issuer.JWKSURL()}, log)
 	p.Control, err = Wire(ctx, org, ControlOptions{
 		Table: o.Table, Counter: p.Counter,
-		Endpoint: p.Host.Endpoint, Unserve: func(id string) { p.Host.Stop(id) },
+		Endpoint: p.Host.Endpoint, Unserve: func(id string) {
+			p.Host.Stop(id)
+			if p.Previews != nil {
+				p.Previews.Wake() // a released preview's account waits for its reset
+			}
+		},
 		JWTIssuer: p.Issuer.URL(), JWTAudience: p.Issuer.Audience(),
 	}, log)
 	if err != nil {
@@ -140,6 +151,10 @@ func Start(ctx context.Context, o Options, log *slog.Logger) (*Platform, error) 
 	}
 	p.Registry = p.Control.Registry
 	p.Runner = vending.NewRunner(p.Control.Reconciler, 0)
+	if p.Previews, err = p.Control.NewPreviews(preview.Config{PoolSize: o.PoolSize}, p.Runner.Kick, nil, log); err != nil {
+		p.Close()
+		return nil, err
+	}
 	prober := probe.New(probe.Options{Concurrency: 50, Timeout: 5 * time.Second}, log)
 	p.Sweeper = &probe.Sweeper{
 		Registry: p.Registry, Prober: prober, Shards: 1, Log: log,
@@ -149,6 +164,7 @@ func Start(ctx context.Context, o Options, log *slog.Logger) (*Platform, error) 
 	p.cancel, p.done = cancel, make(chan struct{})
 	var loops sync.WaitGroup
 	loops.Go(func() { _ = p.Runner.Run(runCtx, 5*time.Second) })
+	loops.Go(func() { _ = p.Previews.Run(runCtx, time.Second) })
 	loops.Go(func() {
 		defer prober.Close()
 		p.Sweeper.Run(runCtx, or(o.ProbeEvery, 10*time.Second))
@@ -167,7 +183,7 @@ func Start(ctx context.Context, o Options, log *slog.Logger) (*Platform, error) 
 		p.Close()
 		return nil, err
 	}
-	if err := p.startConsole(ctx, o.ConsoleAddr, mgmt); err != nil {
+	if err := p.startConsole(ctx, o.ConsoleAddr, mgmt, o.PoolSize); err != nil {
 		p.Close()
 		return nil, err
 	}
@@ -199,7 +215,7 @@ func (p *Platform) startAPI(addr string) error {
 	}
 	handler, err := api.New(api.Deps{
 		Registry: p.Registry, Kick: p.Runner.Kick, Retry: p.Control.Reconciler.Retry,
-		Verifier: verifier, Log: p.log,
+		Previews: p.Previews, Verifier: verifier, Log: p.log,
 	}, api.Options{StatusSecret: secret, BaseURL: base})
 	if err != nil {
 		ln.Close()
@@ -225,7 +241,7 @@ func (p *Platform) startAPI(addr string) error {
 // startConsole serves the operations console (the same handler as the
 // console Lambda) on a loopback port, reading the registry, Cost Explorer
 // and Organizations with the management account's credentials.
-func (p *Platform) startConsole(ctx context.Context, addr string, mgmt aws.Config) error {
+func (p *Platform) startConsole(ctx context.Context, addr string, mgmt aws.Config, poolTarget int) error {
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
@@ -242,7 +258,7 @@ func (p *Platform) startConsole(ctx context.Context, addr string, mgmt aws.Confi
 		Registry: p.Registry, Pool: p.Registry, Verifier: verifier, Log: p.log,
 		Costs: console.NewCostExplorer(mgmt, 0),
 		OUs:   console.NewOULookup(organizations.NewFromConfig(mgmt)),
-	}, console.Options{RefreshEvery: 2 * time.Second, AutoRefresh: 5 * time.Second})
+	}, console.Options{RefreshEvery: 2 * time.Second, AutoRefresh: 5 * time.Second, PoolTarget: poolTarget})
 	if err != nil {
 		ln.Close()
 		return err
