@@ -123,7 +123,7 @@ func TestWorkflowUp(t *testing.T) {
 	if strings.Contains(up.Run, "\n") {
 		t.Errorf("up command spans lines (a folded scalar gives one line): %q", up.Run)
 	}
-	wantEnv := map[string]string{"SILO_API_URL": "${{ vars.SILO_API_URL }}", "SILO_TOKEN": "${{ secrets.SILO_TOKEN }}"}
+	wantEnv := map[string]string{"SILO_API": "${{ vars.SILO_API_URL }}", "SILO_TOKEN": "${{ secrets.SILO_TOKEN }}"}
 	if diff := cmp.Diff(wantEnv, up.Env); diff != "" {
 		t.Errorf("up env (-want +got):\n%s", diff)
 	}
@@ -180,7 +180,7 @@ func TestWorkflowDown(t *testing.T) {
 			t.Errorf("down runs %q, without %s", down.Run, want)
 		}
 	}
-	if down.Env["SILO_TOKEN"] != "${{ secrets.SILO_TOKEN }}" || down.Env["SILO_API_URL"] != "${{ vars.SILO_API_URL }}" {
+	if down.Env["SILO_TOKEN"] != "${{ secrets.SILO_TOKEN }}" || down.Env["SILO_API"] != "${{ vars.SILO_API_URL }}" {
 		t.Errorf("down env %v", down.Env)
 	}
 }
