@@ -87,6 +87,9 @@ func (a *Accounts) Credentials(accountID string) aws.CredentialsProvider {
 	return c
 }
 
+// Role is the name of the role assumed in every member account.
+func (a *Accounts) Role() string { return a.role }
+
 // Config returns a copy of the base config acting as accountID.
 func (a *Accounts) Config(accountID string) aws.Config {
 	cfg := a.base.Copy()

@@ -211,7 +211,9 @@ type DeletionReport struct {
 	Checked []string `json:"checked"`
 	// Found is everything found, with what was done about it.
 	Found []Found `json:"found"`
-	// Remaining is what a second inventory still found: empty on success.
+	// Remaining is what a second inventory still found, with the action
+	// and error of its removal (no action: it appeared meanwhile); empty on
+	// success.
 	Remaining []Found `json:"remaining"`
 }
 
