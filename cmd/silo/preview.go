@@ -47,6 +47,16 @@ func (p *prFlags) register(cmd *cobra.Command) {
 	_ = cmd.MarkFlagRequired("pr")
 }
 
+// target is the API client and the preview id a command acts on.
+func (p *prFlags) target(f *apiFlags) (*api.Client, string, error) {
+	c, err := f.client()
+	if err != nil {
+		return nil, "", err
+	}
+	id, err := p.id()
+	return c, id, err
+}
+
 func (p *prFlags) id() (string, error) {
 	id, err := preview.PreviewID(p.repo, p.pr)
 	if err != nil {
@@ -218,11 +228,7 @@ func newPreviewDownCmd(f *apiFlags) *cobra.Command {
 		Short: "Release a PR's preview (its account is reset and returned to the pool)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := f.client()
-			if err != nil {
-				return err
-			}
-			id, err := p.id()
+			c, id, err := p.target(f)
 			if err != nil {
 				return err
 			}
@@ -262,11 +268,7 @@ func newPreviewExtendCmd(f *apiFlags) *cobra.Command {
 		Short: "Lengthen a preview's lease (its end may be at most 72h from now)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := f.client()
-			if err != nil {
-				return err
-			}
-			id, err := p.id()
+			c, id, err := p.target(f)
 			if err != nil {
 				return err
 			}

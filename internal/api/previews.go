@@ -83,13 +83,8 @@ func parseDuration(field, s string) (time.Duration, error) {
 // preview with a build. 202: the preview is on its way; poll its URL.
 func (a *API) previewUp(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if a.d.Previews == nil {
-		writeError(ctx, w, errNoPreviews)
-		return
-	}
-	p, err := a.operator(r, RoleOperator)
-	if err != nil {
-		writeError(ctx, w, err)
+	p, _, ok := a.previewCall(w, r, RoleOperator)
+	if !ok {
 		return
 	}
 	// A base64 zip of MaxInlineArtifact bytes plus the other fields.
@@ -122,12 +117,7 @@ func (a *API) previewUp(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) previewList(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if a.d.Previews == nil {
-		writeError(ctx, w, errNoPreviews)
-		return
-	}
-	if _, err := a.operator(r, RoleViewer); err != nil {
-		writeError(ctx, w, err)
+	if _, _, ok := a.previewCall(w, r, RoleViewer); !ok {
 		return
 	}
 	l, err := a.d.Previews.List(ctx)
@@ -138,28 +128,32 @@ func (a *API) previewList(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, l)
 }
 
-// previewID reads and checks the {id} of a preview path.
-func previewID(r *http.Request) (string, error) {
-	id := r.PathValue("id")
-	if registry.ValidateID(id) != nil {
-		return "", fail(http.StatusNotFound, CodeNotFound, "no such preview")
+// previewCall is what every /v1/previews/{id} handler checks first: the
+// service is wired, the caller holds role, and the id is one. It writes the
+// error itself; ok is false then.
+func (a *API) previewCall(w http.ResponseWriter, r *http.Request, role Role) (p Principal, id string, ok bool) {
+	ctx := r.Context()
+	if a.d.Previews == nil {
+		writeError(ctx, w, errNoPreviews)
+		return Principal{}, "", false
 	}
-	return id, nil
+	p, err := a.operator(r, role)
+	if err != nil {
+		writeError(ctx, w, err)
+		return Principal{}, "", false
+	}
+	id = r.PathValue("id")
+	if id != "" && registry.ValidateID(id) != nil {
+		writeError(ctx, w, fail(http.StatusNotFound, CodeNotFound, "no such preview"))
+		return Principal{}, "", false
+	}
+	return p, id, true
 }
 
 func (a *API) previewGet(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if a.d.Previews == nil {
-		writeError(ctx, w, errNoPreviews)
-		return
-	}
-	if _, err := a.operator(r, RoleViewer); err != nil {
-		writeError(ctx, w, err)
-		return
-	}
-	id, err := previewID(r)
-	if err != nil {
-		writeError(ctx, w, err)
+	_, id, ok := a.previewCall(w, r, RoleViewer)
+	if !ok {
 		return
 	}
 	pv, err := a.d.Previews.Get(ctx, id)
@@ -173,21 +167,12 @@ func (a *API) previewGet(w http.ResponseWriter, r *http.Request) {
 // previewDown answers DELETE /v1/previews/{id} (operator): release it.
 func (a *API) previewDown(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if a.d.Previews == nil {
-		writeError(ctx, w, errNoPreviews)
-		return
-	}
-	p, err := a.operator(r, RoleOperator)
-	if err != nil {
-		writeError(ctx, w, err)
-		return
-	}
-	id, err := previewID(r)
-	if err != nil {
-		writeError(ctx, w, err)
+	p, id, ok := a.previewCall(w, r, RoleOperator)
+	if !ok {
 		return
 	}
 	var req PreviewDownRequest
+	var err error
 	if r.ContentLength != 0 {
 		if req, err = decodeJSON[PreviewDownRequest](w, r, a.o.MaxBody); err != nil {
 			writeError(ctx, w, err)
@@ -208,18 +193,8 @@ func (a *API) previewDown(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) previewExtend(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if a.d.Previews == nil {
-		writeError(ctx, w, errNoPreviews)
-		return
-	}
-	p, err := a.operator(r, RoleOperator)
-	if err != nil {
-		writeError(ctx, w, err)
-		return
-	}
-	id, err := previewID(r)
-	if err != nil {
-		writeError(ctx, w, err)
+	p, id, ok := a.previewCall(w, r, RoleOperator)
+	if !ok {
 		return
 	}
 	req, err := decodeJSON[PreviewExtendRequest](w, r, a.o.MaxBody)

@@ -299,7 +299,9 @@ func killLeftovers(root string) []int {
 	grace := time.Now().Add(2 * time.Second)
 	deadline := grace.Add(3 * time.Second)
 	var killed []int
-	for quiet := 0; quiet < 3 && time.Now().Before(deadline); time.Sleep(pause) {
+	tick := time.NewTicker(pause)
+	defer tick.Stop()
+	for quiet := 0; quiet < 3 && time.Now().Before(deadline); <-tick.C {
 		pids := leftovers(root)
 		if len(pids) == 0 {
 			quiet++

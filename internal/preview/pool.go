@@ -93,12 +93,20 @@ func (m *Manager) assign(ctx context.Context, rep *TickReport) error {
 	}
 	now := m.now()
 	live := waiting[:0]
+	var pool []*registry.PoolAccount // read once, for every expired request's reason
+	read := false
 	for _, t := range waiting {
 		if now.Before(timeAttr(t, attrWaitUntil)) {
 			live = append(live, t)
 			continue
 		}
-		if err := m.expire(ctx, t); err != nil && !errors.Is(err, registry.ErrConflict) {
+		if !read {
+			if pool, err = m.d.Registry.ListPoolAll(ctx); err != nil {
+				return err
+			}
+			read = true
+		}
+		if err := m.expire(ctx, t, pool); err != nil && !errors.Is(err, registry.ErrConflict) {
 			return err
 		}
 		rep.WaitExpired++
@@ -129,12 +137,9 @@ func (m *Manager) assign(ctx context.Context, rep *TickReport) error {
 	return nil
 }
 
-// expire fails a request that waited past its deadline.
-func (m *Manager) expire(ctx context.Context, t *registry.Tenant) error {
-	accounts, err := m.d.Registry.ListPoolAll(ctx)
-	if err != nil {
-		return err
-	}
+// expire fails a request that waited past its deadline, saying what the
+// pool (accounts) was doing meanwhile.
+func (m *Manager) expire(ctx context.Context, t *registry.Tenant, accounts []*registry.PoolAccount) error {
 	counts := map[registry.PoolState]int{}
 	for _, a := range accounts {
 		counts[a.State]++
@@ -142,7 +147,7 @@ func (m *Manager) expire(ctx context.Context, t *registry.Tenant) error {
 	waited := m.now().Sub(timeAttr(t, attrRequestedAt)).Round(time.Second)
 	reason := fmt.Sprintf("no pool account became free within %s: the pool has %d accounts (%d leased, %d resetting, %d quarantined, %d available); release previews, or raise the pool size",
 		waited, len(accounts), counts[registry.PoolLeased], counts[registry.PoolResetting], counts[registry.PoolQuarantined], counts[registry.PoolAvailable])
-	_, err = m.d.Registry.Transition(ctx, t, registry.StateFailed, registry.Change{Actor: m.cfg.Actor, Reason: reason, Type: "preview.wait_expired"})
+	_, err := m.d.Registry.Transition(ctx, t, registry.StateFailed, registry.Change{Actor: m.cfg.Actor, Reason: reason, Type: "preview.wait_expired"})
 	if err == nil {
 		m.d.Log.WarnContext(ctx, "preview request expired", "preview", t.ID, "reason", reason)
 	}
