@@ -166,3 +166,36 @@ type Event struct {
 	// Detail carries event-specific data (the account id, an operation id).
 	Detail map[string]string `json:"detail,omitempty"`
 }
+
+// AttrProbeAfter asks the prober for a verdict from a probe taken at or
+// after this time (RFC 3339): a rollout sets it when a tenant's update
+// finishes, so that its health gate decides on the new release's health,
+// never on a verdict from before it. The prober writes such a tenant's
+// health on its next probe even when nothing changed.
+const AttrProbeAfter = "probe_after"
+
+// ProbeAfter returns the time set by AttrProbeAfter.
+func (t *Tenant) ProbeAfter() (time.Time, bool) {
+	v, ok := t.Attributes[AttrProbeAfter]
+	if !ok {
+		return time.Time{}, false
+	}
+	at, err := time.Parse(time.RFC3339Nano, v)
+	return at, err == nil
+}
+
+// FreshHealth reports whether t's recorded health is from a probe taken
+// after the time AttrProbeAfter asks for (any recorded health when it is
+// not set).
+func (t *Tenant) FreshHealth() bool {
+	if t.Health == nil || t.Health.Status == HealthUnknown {
+		return false
+	}
+	after, ok := t.ProbeAfter()
+	return !ok || !t.Health.CheckedAt.Before(after)
+}
+
+// AttrRollout names the rollout that holds an UPDATING tenant: the rollout
+// engine updates it as part of a wave's one StackSet operation, and the
+// reconciler leaves it alone.
+const AttrRollout = "rollout"

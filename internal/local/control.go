@@ -19,6 +19,7 @@ import (
 	"github.com/silo-saas/silo/internal/guardrails"
 	"github.com/silo-saas/silo/internal/lambdazip"
 	"github.com/silo-saas/silo/internal/preview"
+	"github.com/silo-saas/silo/internal/rollout"
 	"github.com/silo-saas/silo/internal/vending"
 	"github.com/silo-saas/silo/registry"
 	"github.com/silo-saas/silo/stacksets"
@@ -226,6 +227,24 @@ func (u unserving) Publish(ctx context.Context, kind string, t *registry.Tenant)
 	u.next.Publish(ctx, kind, t)
 }
 
+// NewRollouts returns the rollout engine on this control plane: waves are
+// StackSet operations of the control plane's manager, and tenants' updates
+// end through the reconciler. kick hands a pinned tenant to the runner.
+func (c *Control) NewRollouts(cfg rollout.Config, kick func(string), log *slog.Logger) *rollout.Engine {
+	if cfg.Poll == 0 {
+		cfg.Poll = 200 * time.Millisecond // emulated AWS is fast
+	}
+	return rollout.New(cfg, rollout.Deps{
+		Registry: c.Registry, Deployer: c.StackSets, Tenants: c.Reconciler, Kick: kick, Log: log,
+	})
+}
+
+// Releases publishes builds as releases of the tenant app: stored in the
+// artifact bucket and recorded in the release catalog.
+func (c *Control) Releases() preview.StackSetReleases {
+	return preview.StackSetReleases{StackSets: c.StackSets, Registry: c.Registry, Template: stacksets.TenantTemplate()}
+}
+
 // NewPreviews returns the PR-preview manager on this control plane: builds
 // are published to the artifact bucket and recorded in the release
 // catalog, resets use the reconciler's cleaner and guard, and kick hands
@@ -242,7 +261,7 @@ func (c *Control) NewPreviews(cfg preview.Config, kick func(string), now func() 
 	orgc := organizations.NewFromConfig(c.Config)
 	return preview.New(cfg, preview.Deps{
 		Registry:  c.Registry,
-		Releases:  preview.StackSetReleases{StackSets: c.StackSets, Registry: c.Registry, Template: stacksets.TenantTemplate()},
+		Releases:  c.Releases(),
 		Artifacts: preview.S3Artifacts{S3: s3.NewFromConfig(c.Config, func(o *s3.Options) { o.UsePathStyle = true })},
 		Cleaner:   vending.NewCleaner(c.Accounts, 7, log),
 		Instances: c.StackSets,

@@ -29,6 +29,7 @@ import (
 	"github.com/silo-saas/silo/internal/issuer"
 	"github.com/silo-saas/silo/internal/preview"
 	"github.com/silo-saas/silo/internal/probe"
+	"github.com/silo-saas/silo/internal/rollout"
 	"github.com/silo-saas/silo/internal/vending"
 	"github.com/silo-saas/silo/registry"
 )
@@ -50,6 +51,10 @@ type Options struct {
 	// PoolSize is the PR-preview pool's target size; 0 keeps no pool
 	// (previews then wait until their deadline).
 	PoolSize int
+	// Rollouts configures the rollout engine; ManualRollouts leaves it
+	// stopped (tests run their own engines to crash and resume them).
+	Rollouts       rollout.Config
+	ManualRollouts bool
 }
 
 // Info is what a person or a script needs to reach a running platform. It
@@ -91,6 +96,8 @@ type Platform struct {
 	Sweeper *probe.Sweeper
 	// Previews serves PR previews and keeps the warm pool.
 	Previews *preview.Manager
+	// Rollouts takes releases across the fleet in waves.
+	Rollouts *rollout.Engine
 
 	emu        *emulator.Emulator
 	log        *slog.Logger
@@ -155,6 +162,7 @@ func Start(ctx context.Context, o Options, log *slog.Logger) (*Platform, error) 
 		p.Close()
 		return nil, err
 	}
+	p.Rollouts = p.Control.NewRollouts(o.Rollouts, p.Runner.Kick, log)
 	prober := probe.New(probe.Options{Concurrency: 50, Timeout: 5 * time.Second}, log)
 	p.Sweeper = &probe.Sweeper{
 		Registry: p.Registry, Prober: prober, Shards: 1, Log: log,
@@ -165,6 +173,9 @@ func Start(ctx context.Context, o Options, log *slog.Logger) (*Platform, error) 
 	var loops sync.WaitGroup
 	loops.Go(func() { _ = p.Runner.Run(runCtx, 5*time.Second) })
 	loops.Go(func() { _ = p.Previews.Run(runCtx, time.Second) })
+	if !o.ManualRollouts {
+		loops.Go(func() { p.Rollouts.Run(runCtx) })
+	}
 	loops.Go(func() {
 		defer prober.Close()
 		p.Sweeper.Run(runCtx, or(o.ProbeEvery, 10*time.Second))
@@ -296,6 +307,9 @@ func (p *Platform) startIssuer() error {
 	}()
 	return nil
 }
+
+// Proxy is the fault-injecting proxy in front of the platform's emulator.
+func (p *Platform) Proxy() *emulator.Proxy { return p.emu.Proxy }
 
 // Done is closed if the emulator dies under the platform.
 func (p *Platform) Done() <-chan struct{} { return p.emu.Done() }

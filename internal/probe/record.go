@@ -150,6 +150,7 @@ func (r *Recorder) Record(ctx context.Context, tenants map[string]*registry.Tena
 		t      *registry.Tenant
 		h      registry.Health
 		change bool
+		probed time.Time
 	}
 	var writes []write
 	r.mu.Lock()
@@ -174,10 +175,10 @@ func (r *Recorder) Record(ctx context.Context, tenants map[string]*registry.Tena
 		prev := t.Health
 		switch {
 		case prev == nil || prev.Status != h.Status || prev.Class != h.Class:
-			writes = append(writes, write{t: t, h: h, change: true})
-		case now.Sub(prev.CheckedAt) >= r.heartbeatOf(t.ID):
+			writes = append(writes, write{t: t, h: h, change: true, probed: res.Checked})
+		case now.Sub(prev.CheckedAt) >= r.heartbeatOf(t.ID) || wantsVerdict(t, res.Checked):
 			h.Since = prev.Since
-			writes = append(writes, write{t: t, h: h})
+			writes = append(writes, write{t: t, h: h, probed: res.Checked})
 		}
 	}
 	r.mu.Unlock()
@@ -198,7 +199,7 @@ func (r *Recorder) Record(ctx context.Context, tenants map[string]*registry.Tena
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			err := r.write(ctx, w.t, w.h, w.change)
+			err := r.write(ctx, w.t, w.h, w.change, w.probed)
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
@@ -222,10 +223,17 @@ var errGone = errors.New("tenant no longer serving")
 
 // write stores one tenant's health, re-reading it once if someone else
 // (the reconciler, an operator) wrote it since the sweep read it.
-func (r *Recorder) write(ctx context.Context, t *registry.Tenant, h registry.Health, change bool) error {
+func (r *Recorder) write(ctx context.Context, t *registry.Tenant, h registry.Health, change bool, probed time.Time) error {
 	for attempt := 0; ; attempt++ {
 		if t.State != registry.StateActive && t.State != registry.StateUpdating {
 			return errGone
+		}
+		if after, ok := t.ProbeAfter(); ok && probed.Before(after) {
+			// The tenant was updated after this probe was taken (a rollout
+			// wave finished meanwhile): the verdict is on the release it
+			// ran before, and recording it now would pass it off as one on
+			// the new release. The next sweep probes the new one.
+			return nil
 		}
 		prev := t.Health
 		c := registry.Change{Actor: Actor, Mutate: func(n *registry.Tenant) { hh := h; n.Health = &hh }}
@@ -353,4 +361,11 @@ func (r *Recorder) Flush(ctx context.Context) error {
 		return nil
 	}
 	return r.store.PutRollups(ctx, out)
+}
+
+// wantsVerdict reports whether t asks for a verdict (registry.AttrProbeAfter)
+// that a probe taken at probed gives and its recorded health does not.
+func wantsVerdict(t *registry.Tenant, probed time.Time) bool {
+	after, ok := t.ProbeAfter()
+	return ok && !probed.Before(after) && !t.FreshHealth()
 }

@@ -124,18 +124,18 @@ func (r *Reconciler) targetRelease(t *registry.Tenant) string {
 	return r.cfg.Release.Version
 }
 
-// errUnknownRelease marks a release the catalog does not have.
-var errUnknownRelease = errors.New("unknown release")
+// ErrUnknownRelease marks a release the catalog does not have.
+var ErrUnknownRelease = errors.New("unknown release")
 
-// release returns the release named version: the configured current
+// Release returns the release named version: the configured current
 // release, or one from the registry's catalog.
-func (r *Reconciler) release(ctx context.Context, version string) (Release, error) {
+func (r *Reconciler) Release(ctx context.Context, version string) (Release, error) {
 	if version == "" || version == r.cfg.Release.Version {
 		return r.cfg.Release, nil
 	}
 	rel, err := r.d.Registry.GetRelease(ctx, version)
 	if errors.Is(err, registry.ErrNotFound) {
-		return Release{}, fmt.Errorf("release %s is not in the catalog: %w", version, errUnknownRelease)
+		return Release{}, fmt.Errorf("release %s is not in the catalog: %w", version, ErrUnknownRelease)
 	}
 	if err != nil {
 		return Release{}, err
@@ -177,9 +177,9 @@ func (r *Reconciler) update(ctx context.Context, t *registry.Tenant) (*registry.
 		}
 		t = recorded
 	}
-	rel, err := r.release(ctx, t.Attributes[attrDeployRelease])
+	rel, err := r.Release(ctx, t.Attributes[attrDeployRelease])
 	if err != nil {
-		if errors.Is(err, errUnknownRelease) {
+		if errors.Is(err, ErrUnknownRelease) {
 			return r.fail(ctx, t, err.Error())
 		}
 		return nil, err
@@ -210,6 +210,14 @@ func (r *Reconciler) update(ctx context.Context, t *registry.Tenant) (*registry.
 		}
 		return nil, fmt.Errorf("wait for stack instance update: %w", err)
 	}
+	return r.CompleteUpdate(ctx, t, rel, nil)
+}
+
+// CompleteUpdate ends an update whose stack instance runs rel: it reads the
+// stack's outputs, (re)serves the endpoint, and moves t to ACTIVE on rel,
+// with mutate's further changes in the same write. The reconciler's own
+// updates and rollout waves both end here.
+func (r *Reconciler) CompleteUpdate(ctx context.Context, t *registry.Tenant, rel Release, mutate func(*registry.Tenant)) (*registry.Tenant, error) {
 	outputs, err := r.d.Deployer.InstanceOutputs(ctx, t.AccountID, t.Region)
 	if err != nil {
 		return nil, fmt.Errorf("read stack outputs: %w", err)
@@ -221,6 +229,9 @@ func (r *Reconciler) update(ctx context.Context, t *registry.Tenant) (*registry.
 	next, err := r.transition(ctx, t, registry.StateActive, "", func(n *registry.Tenant) {
 		n.Endpoint, n.AppVersion, n.Operation = endpoint, rel.Version, ""
 		delete(n.Attributes, attrDeployRelease)
+		if mutate != nil {
+			mutate(n)
+		}
 	})
 	if err != nil {
 		return nil, err

@@ -171,7 +171,9 @@ func (r *Reconciler) Drive(ctx context.Context, id string) (*registry.Tenant, er
 			}
 			t = next
 		}
-		if parked(t) {
+		if parked(t) || t.State == registry.StateUpdating && t.Attributes[registry.AttrRollout] != "" {
+			// A parked preview waits for an account; a rollout's tenant is
+			// updated by the rollout's wave.
 			break
 		}
 		next, err := r.step(ctx, t)
@@ -562,9 +564,9 @@ func (r *Reconciler) deploy(ctx context.Context, t *registry.Tenant) (*registry.
 		}
 		t, op = recorded, recorded.Operation
 	}
-	rel, err := r.release(ctx, t.Attributes[attrDeployRelease])
+	rel, err := r.Release(ctx, t.Attributes[attrDeployRelease])
 	if err != nil {
-		if errors.Is(err, errUnknownRelease) {
+		if errors.Is(err, ErrUnknownRelease) {
 			return r.fail(ctx, t, err.Error())
 		}
 		return nil, err
