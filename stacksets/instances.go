@@ -3,6 +3,8 @@ package stacksets
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -82,15 +84,83 @@ func (m *Manager) UpdateInstance(ctx context.Context, opID, account, region stri
 // applyUpdate does on the emulator what StackSets do in AWS after an
 // instance update: update the member stack with the new parameters.
 func (m *Manager) applyUpdate(ctx context.Context, account, region string, params map[string]string) error {
-	name := "StackSet:" + m.opts.StackSetName
-	_, err := m.members(account, region).UpdateStack(ctx, &cloudformation.UpdateStackInput{
-		StackName: aws.String(name), UsePreviousTemplate: aws.Bool(true), Parameters: parameters(params),
+	_, err := m.applyParams(ctx, account, region, params, nil)
+	return err
+}
+
+// applyParams brings the member stack of account in region to params, the
+// way StackSets bring an instance to its overrides; the parameters in keep
+// hold their present value instead (UsePreviousValue). It reads the stack
+// first and leaves it alone when it runs those parameters already: an
+// operation re-issued after a crash must not update an account twice. It
+// reports whether it updated the stack. Emulator only (Options.ApplyUpdates).
+func (m *Manager) applyParams(ctx context.Context, account, region string, params map[string]string, keep map[string]bool) (bool, error) {
+	stacks := m.members(account, region)
+	name := m.memberStack()
+	present, err := m.memberParameters(ctx, stacks, account, region)
+	if err != nil {
+		return false, fmt.Errorf("apply the update to %s/%s: %w", account, region, err)
+	}
+	want := maps.Clone(params)
+	for k := range keep {
+		if v, ok := present[k]; ok && v != want[k] {
+			// What AWS does with UsePreviousValue; the caller asked for a
+			// change that one batched operation cannot make.
+			m.log.WarnContext(ctx, "batched update keeps the instance's present value", "account", account, "region", region,
+				"parameter", k, "present", v, "requested", want[k])
+			want[k] = v
+		}
+	}
+	if maps.Equal(present, want) {
+		m.log.DebugContext(ctx, "member stack already has the parameters", "account", account, "region", region, "stack", name)
+		return false, nil
+	}
+	_, err = stacks.UpdateStack(ctx, &cloudformation.UpdateStackInput{
+		StackName: aws.String(name), UsePreviousTemplate: aws.Bool(true), Parameters: parameters(want),
 		Capabilities: []cfntypes.Capability{cfntypes.CapabilityCapabilityNamedIam},
 	})
 	if err != nil && !strings.Contains(err.Error(), "No updates are to be performed") {
-		return fmt.Errorf("apply the update to stack %s in %s/%s: %w", name, account, region, err)
+		return false, fmt.Errorf("apply the update to stack %s in %s/%s: %w", name, account, region, err)
 	}
-	return nil
+	return err == nil, nil
+}
+
+// memberStack is what the emulator names a self-managed instance's stack in
+// its account. In AWS the name is StackSet-<name>-<uuid>, given by the
+// instance's StackId.
+func (m *Manager) memberStack() string { return "StackSet:" + m.opts.StackSetName }
+
+// memberParameters reads the parameters of the member stack (memberStack)
+// through stacks, which act in account and region.
+func (m *Manager) memberParameters(ctx context.Context, stacks stacksAPI, account, region string) (map[string]string, error) {
+	name := m.memberStack()
+	out, err := stacks.DescribeStacks(ctx, &cloudformation.DescribeStacksInput{StackName: aws.String(name)})
+	switch {
+	case awsx.IsNotFound(err):
+		return nil, fmt.Errorf("stack %s in %s/%s: %w: %w", name, account, region, ErrNotFound, err)
+	case err != nil:
+		return nil, fmt.Errorf("describe stack %s in %s/%s: %w", name, account, region, err)
+	case len(out.Stacks) == 0:
+		return nil, fmt.Errorf("stack %s in %s/%s: %w", name, account, region, ErrNotFound)
+	}
+	params := make(map[string]string, len(out.Stacks[0].Parameters))
+	for _, p := range out.Stacks[0].Parameters {
+		params[aws.ToString(p.ParameterKey)] = aws.ToString(p.ParameterValue)
+	}
+	return params, nil
+}
+
+// InstanceParameters returns the parameters the instance in account and
+// region runs with, read from its stack in the member account. It reads the
+// stack the emulator makes ("StackSet:<stack set name>"): its user is local
+// mode's app host, which loads the code package the instance's CodeBucket
+// and CodeKey name. A missing stack is an error wrapping ErrNotFound.
+func (m *Manager) InstanceParameters(ctx context.Context, account, region string) (map[string]string, error) {
+	params, err := m.memberParameters(ctx, m.members(account, region), account, region)
+	if err != nil {
+		return nil, fmt.Errorf("parameters of instance %s/%s: %w", account, region, err)
+	}
+	return params, nil
 }
 
 // RemoveInstance deletes the instance in account and region and returns the
@@ -160,7 +230,7 @@ func (m *Manager) InstanceOutputs(ctx context.Context, account, region string) (
 	// that names no stack and calls a self-managed instance's stack
 	// "StackSet:<stack set name>", so that name is the fallback.
 	var stack *cfntypes.Stack
-	for _, name := range []string{aws.ToString(inst.StackId), "StackSet:" + m.opts.StackSetName} {
+	for _, name := range []string{aws.ToString(inst.StackId), m.memberStack()} {
 		if name == "" {
 			continue
 		}
@@ -189,10 +259,15 @@ func (m *Manager) InstanceOutputs(ctx context.Context, account, region string) (
 // targetOf names one account the way the permission model wants it: by id
 // (self-managed) or as a deployment target within the OUs (service-managed).
 func (m *Manager) targetOf(account string) ([]string, *cfntypes.DeploymentTargets) {
+	return m.targetsOf([]string{account})
+}
+
+// targetsOf names accounts the way the permission model wants them.
+func (m *Manager) targetsOf(accounts []string) ([]string, *cfntypes.DeploymentTargets) {
 	if m.opts.PermissionModel == ServiceManaged {
-		return nil, m.targets([]string{account})
+		return nil, m.targets(accounts)
 	}
-	return []string{account}, nil
+	return slices.Clone(accounts), nil
 }
 
 // HasInstance reports whether the stack set has an instance in account and

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -116,11 +117,16 @@ type Options struct {
 	Preferences Preferences
 	// PollMin and PollMax bound Wait's backoff (1s and 30s when zero).
 	PollMin, PollMax time.Duration
-	// ApplyUpdates makes UpdateInstance also update the instance's stack
-	// in the member account with the new parameters. Only for the emulator:
-	// moto records an UpdateStackInstances but changes no resources
-	// (AWS-FACTS.md), while its plain UpdateStack does, so local mode really
-	// runs the build a preview or a rollout deployed.
+	// ConcurrencyLimit is the most accounts one operation may deploy at
+	// once (StackSets' quota: 100 instances per stack set; 100 when zero).
+	// UpdateInstances refuses a higher MaxConcurrentCount.
+	ConcurrencyLimit int32
+	// ApplyUpdates makes UpdateInstance and UpdateInstances also update the
+	// instances' stacks in the member accounts with the new parameters.
+	// Only for the emulator: moto records an UpdateStackInstances but
+	// changes no resources (AWS-FACTS.md), while its plain UpdateStack
+	// does, so local mode really runs the build a preview or a rollout
+	// deployed.
 	ApplyUpdates bool
 	// Progress, when set, is called by Wait on every status change.
 	Progress func(Result)
@@ -135,6 +141,12 @@ type Manager struct {
 	log     *slog.Logger
 	opts    Options
 	region  string
+
+	mu sync.Mutex
+	// applyFailures holds, by operation id, why accounts failed in the
+	// batched updates the manager applied itself (ApplyUpdates); Wait
+	// reports them as AWS reports an operation's failed instances.
+	applyFailures map[string]map[string]string
 }
 
 // New returns a Manager for region (the stack set's home region) using the
@@ -160,6 +172,9 @@ func New(cfn cfnAPI, store s3API, members MemberStacks, region string, log *slog
 	}
 	if o.Preferences.MaxConcurrentCount == 0 {
 		o.Preferences.MaxConcurrentCount = 1
+	}
+	if o.ConcurrencyLimit == 0 {
+		o.ConcurrencyLimit = 100
 	}
 	if o.PollMin == 0 {
 		o.PollMin = time.Second

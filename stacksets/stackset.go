@@ -135,9 +135,13 @@ func (m *Manager) adminRoleARN() string {
 // preferences: accounts in parallel up to MaxConcurrentCount, regions one
 // after the other.
 func (m *Manager) preferences() *cfntypes.StackSetOperationPreferences {
+	return operationPreferences(m.opts.Preferences)
+}
+
+func operationPreferences(p Preferences) *cfntypes.StackSetOperationPreferences {
 	return &cfntypes.StackSetOperationPreferences{
-		MaxConcurrentCount:    aws.Int32(m.opts.Preferences.MaxConcurrentCount),
-		FailureToleranceCount: aws.Int32(m.opts.Preferences.FailureToleranceCount),
+		MaxConcurrentCount:    aws.Int32(p.MaxConcurrentCount),
+		FailureToleranceCount: aws.Int32(p.FailureToleranceCount),
 		RegionConcurrencyType: cfntypes.RegionConcurrencyTypeSequential,
 	}
 }

@@ -13,7 +13,9 @@
 // missing instance is a 500, so instances are listed instead; a
 // self-managed instance's stack is named "StackSet:<name>" and its reported
 // StackId names nothing; UpdateStackInstances changes only the instance's
-// overrides, not the member stack; DeleteStackInstances ignores
+// overrides, not the member stack (with Options.ApplyUpdates the manager
+// updates it), and records a UsePreviousValue override as given, with an
+// empty value, instead of resolving it; DeleteStackInstances ignores
 // RetainStacks and deletes the stack (resources with DeletionPolicy Retain
 // stay); operations are SUCCEEDED at once.
 package stacksets

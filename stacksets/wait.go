@@ -56,6 +56,9 @@ func (e *OperationError) Error() string {
 // while CloudFormation throttles, and returns ctx's error as soon as ctx
 // ends. A FAILED or STOPPED operation returns its result and an
 // *OperationError; an unknown id returns an error wrapping ErrNotFound.
+// With Options.ApplyUpdates, a batched update whose member stacks the
+// manager failed to update (UpdateInstances) ends FAILED, with those
+// accounts in the *OperationError, though moto reports it SUCCEEDED.
 func (m *Manager) Wait(ctx context.Context, opID string) (Result, error) {
 	delay := m.opts.PollMin
 	last := ""
@@ -85,6 +88,12 @@ func (m *Manager) Wait(ctx context.Context, opID string) (Result, error) {
 		}
 		if err == nil {
 			r := result(out.StackSetOperation)
+			applied := m.appliedFailures(opID)
+			if len(applied) > 0 && r.Status == string(cfntypes.StackSetOperationStatusSucceeded) {
+				// moto succeeded; the update the manager applied to the
+				// member stacks did not (Options.ApplyUpdates).
+				r.Status = string(cfntypes.StackSetOperationStatusFailed)
+			}
 			if r.Status != last {
 				last = r.Status
 				m.log.InfoContext(ctx, "stack set operation status", "stack_set", m.opts.StackSetName,
@@ -101,6 +110,7 @@ func (m *Manager) Wait(ctx context.Context, opID string) (Result, error) {
 				if err != nil {
 					return r, err
 				}
+				maps.Copy(accounts, applied)
 				return r, &OperationError{ID: opID, Status: r.Status, Reason: r.Reason, Accounts: accounts}
 			}
 		}

@@ -9,15 +9,24 @@
 // Host.Endpoint has the vending.EndpointFunc signature: the reconciler calls
 // it when a tenant's stack is deployed, and the URL it returns is the
 // tenant's endpoint.
+//
+// With Config.Code the host also loads the code package the tenant's stack
+// instance names, as Lambda does when a function starts, so a broken
+// release fails locally as it would in AWS: its URL answers what API
+// Gateway answers when its Lambda integration fails.
 package apphost
 
 import (
+	"archive/zip"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"path"
 	"sort"
 	"strings"
 	"sync"
@@ -63,6 +72,13 @@ type Config struct {
 	JWKSURL string
 	// HTTPClient fetches the JWKS; tenantapp's default when nil.
 	HTTPClient *http.Client
+	// Code, when set, returns the code package t's stack instance runs:
+	// location names it ("s3://bucket/key"; keys are content hashes, so
+	// the host keeps its verdict on a package by location) and zip is the
+	// package. A package Lambda's custom runtime could not start makes
+	// the tenant's URL fail every request. When nil the package is not
+	// looked at.
+	Code func(ctx context.Context, t *registry.Tenant) (location string, zip []byte, err error)
 }
 
 // Host serves each deployed tenant's app on its own loopback URL.
@@ -77,16 +93,22 @@ type Host struct {
 	mu     sync.Mutex
 	apps   map[string]*served
 	closed bool
+	// problems is the verdict on each code package seen, by location: why
+	// it cannot start, or "" for a good one.
+	problems map[string]string
 }
 
 // served is one tenant's listener. The handler is swapped in place when the
 // tenant's configuration changes, so its URL (recorded in the registry as
 // the endpoint) stays the same across releases.
 type served struct {
-	url     string
-	srv     *http.Server
-	cfg     tenantapp.Config
-	handler atomic.Pointer[http.Handler]
+	url string
+	srv *http.Server
+	cfg tenantapp.Config
+	// location is the code package's (Config.Code); a rollback to a good
+	// package changes it back, and the handler with it.
+	location string
+	handler  atomic.Pointer[http.Handler]
 }
 
 func (s *served) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -101,13 +123,19 @@ func New(accounts *awsx.Accounts, cfg Config, log *slog.Logger) *Host {
 		log:       log,
 		newLambda: func(c aws.Config) lambdaAPI { return lambda.NewFromConfig(c) },
 		apps:      map[string]*served{},
+		problems:  map[string]string{},
 	}
 }
 
 // Endpoint serves t's application and returns its URL. It reads the app's
-// configuration from the function the stack deployed in t's account. Called
-// again for a served tenant it returns the same URL, with the handler
-// rebuilt if the configuration changed (a new release).
+// configuration from the function the stack deployed in t's account, and
+// with Config.Code loads its code package. Called again for a served
+// tenant it returns the same URL, with the handler rebuilt if the
+// configuration or the package changed (a new release, or a rollback).
+//
+// A package that cannot start is not an error here (the deployment
+// succeeded; health shows the breakage): the URL answers every request
+// with 502, and the host logs why once. Failing to get the package is.
 func (h *Host) Endpoint(ctx context.Context, t *registry.Tenant, _ map[string]string) (string, error) {
 	if t.AccountID == "" {
 		return "", fmt.Errorf("serve tenant %s: no account", t.ID)
@@ -120,11 +148,23 @@ func (h *Host) Endpoint(ctx context.Context, t *registry.Tenant, _ map[string]st
 	if err != nil {
 		return "", err
 	}
-	app, err := tenantapp.New(tenantapp.NewClients(member), cfg, h.log, tenantapp.Options{HTTPClient: h.cfg.HTTPClient})
+	location, problem, err := h.loadCode(ctx, t)
 	if err != nil {
-		return "", fmt.Errorf("serve tenant %s: %w", t.ID, err)
+		return "", err
 	}
-	var handler http.Handler = app
+	var handler http.Handler = integrationFailure
+	if problem == "" {
+		app, err := tenantapp.New(tenantapp.NewClients(member), cfg, h.log, tenantapp.Options{HTTPClient: h.cfg.HTTPClient})
+		if err != nil {
+			return "", fmt.Errorf("serve tenant %s: %w", t.ID, err)
+		}
+		handler = app
+	}
+	cannotStart := func(url string) {
+		if problem != "" {
+			h.log.ErrorContext(ctx, "tenant app cannot start", "tenant", t.ID, "location", location, "reason", problem, "url", url)
+		}
+	}
 
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -132,10 +172,11 @@ func (h *Host) Endpoint(ctx context.Context, t *registry.Tenant, _ map[string]st
 		return "", ErrClosed
 	}
 	if s, ok := h.apps[t.ID]; ok {
-		if s.cfg != cfg {
-			s.cfg = cfg
+		if s.cfg != cfg || s.location != location {
+			s.cfg, s.location = cfg, location
 			s.handler.Store(&handler)
-			h.log.InfoContext(ctx, "tenant app refreshed", "tenant", t.ID, "version", cfg.Version, "url", s.url)
+			h.log.InfoContext(ctx, "tenant app refreshed", "tenant", t.ID, "version", cfg.Version, "code", location, "url", s.url)
+			cannotStart(s.url)
 		}
 		return s.url, nil
 	}
@@ -143,7 +184,7 @@ func (h *Host) Endpoint(ctx context.Context, t *registry.Tenant, _ map[string]st
 	if err != nil {
 		return "", fmt.Errorf("serve tenant %s: %w", t.ID, err)
 	}
-	s := &served{url: "http://" + ln.Addr().String(), cfg: cfg}
+	s := &served{url: "http://" + ln.Addr().String(), cfg: cfg, location: location}
 	s.handler.Store(&handler)
 	s.srv = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
 	h.apps[t.ID] = s
@@ -154,9 +195,75 @@ func (h *Host) Endpoint(ctx context.Context, t *registry.Tenant, _ map[string]st
 			h.log.Error("tenant app stopped", "tenant", t.ID, "err", err)
 		}
 	}()
-	h.log.InfoContext(ctx, "tenant app serving", "tenant", t.ID, "account", t.AccountID, "version", cfg.Version, "url", s.url)
+	h.log.InfoContext(ctx, "tenant app serving", "tenant", t.ID, "account", t.AccountID, "version", cfg.Version, "code", location, "url", s.url)
+	cannotStart(s.url)
 	return s.url, nil
 }
+
+// loadCode gets t's code package (Config.Code) and returns its location and
+// why it cannot start ("" when it can). Without Config.Code both are "".
+func (h *Host) loadCode(ctx context.Context, t *registry.Tenant) (location, problem string, err error) {
+	if h.cfg.Code == nil {
+		return "", "", nil
+	}
+	location, pkg, err := h.cfg.Code(ctx, t)
+	if err != nil {
+		return "", "", fmt.Errorf("serve tenant %s: get its code package: %w", t.ID, err)
+	}
+	h.mu.Lock()
+	problem, known := h.problems[location]
+	h.mu.Unlock()
+	if !known {
+		problem = packageProblem(pkg)
+		if location != "" {
+			h.mu.Lock()
+			h.problems[location] = problem
+			h.mu.Unlock()
+		}
+	}
+	return location, problem, nil
+}
+
+// packageProblem checks a deployment package as Lambda's custom runtime
+// (provided.al2023) does at init: a zip holding a non-empty file named
+// bootstrap at its root. The exec bit is not required (zips made with
+// zip.Writer.Create have none). It returns why the package cannot start,
+// or "" when it can.
+func packageProblem(pkg []byte) string {
+	zr, err := zip.NewReader(bytes.NewReader(pkg), int64(len(pkg)))
+	if err != nil {
+		return fmt.Sprintf("InvalidZipFileException: Lambda could not unzip the deployment package (%v)", err)
+	}
+	for _, f := range zr.File {
+		if path.Clean(f.Name) != "bootstrap" || f.FileInfo().IsDir() {
+			continue
+		}
+		rc, err := f.Open()
+		if err != nil {
+			return fmt.Sprintf("InvalidZipFileException: Lambda could not unzip bootstrap (%v)", err)
+		}
+		n, err := io.ReadFull(rc, make([]byte, 1))
+		rc.Close()
+		switch {
+		case n == 1:
+			return ""
+		case errors.Is(err, io.EOF):
+			return "Runtime.InvalidEntrypoint: the package's bootstrap is empty"
+		default:
+			return fmt.Sprintf("InvalidZipFileException: Lambda could not unzip bootstrap (%v)", err)
+		}
+	}
+	return "Runtime.InvalidEntrypoint: the package has no bootstrap"
+}
+
+// integrationFailure answers as API Gateway does when the Lambda behind it
+// fails to start.
+var integrationFailure http.Handler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Amzn-Errortype", "InternalServerErrorException")
+	w.WriteHeader(http.StatusBadGateway)
+	_, _ = io.WriteString(w, `{"message": "Internal server error"}`)
+})
 
 // appConfig reads the app's configuration from the environment of t's
 // function, with the host's issuer settings applied.

@@ -1,6 +1,7 @@
 package apphost_test
 
 import (
+	"archive/zip"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -11,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -48,12 +50,23 @@ type fixture struct {
 	issuer *issuer.Issuer
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T) *fixture { return newFixtureWith(t, hostOptions{}) }
+
+// hostOptions are what a test changes in the host of its fixture.
+type hostOptions struct {
+	code func(context.Context, *registry.Tenant) (string, []byte, error)
+	log  *slog.Logger
+}
+
+func newFixtureWith(t *testing.T, o hostOptions) *fixture {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	org := emu.ResetT(t)
-	log := testLog(t)
+	log := o.log
+	if log == nil {
+		log = testLog(t)
+	}
 
 	mux := http.NewServeMux()
 	issSrv := httptest.NewServer(mux)
@@ -71,7 +84,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	host := apphost.New(awsx.NewAccounts(mgmt, sts.NewFromConfig(mgmt), awsx.AccountsOptions{}),
-		apphost.Config{Issuer: iss.URL(), Audience: iss.Audience(), JWKSURL: iss.JWKSURL()}, log)
+		apphost.Config{Issuer: iss.URL(), Audience: iss.Audience(), JWKSURL: iss.JWKSURL(), Code: o.code}, log)
 	t.Cleanup(host.Close)
 	c, err := local.Wire(ctx, org, local.ControlOptions{
 		Endpoint: host.Endpoint, Unserve: func(id string) { host.Stop(id) },
@@ -345,5 +358,119 @@ func TestDecommissionStopsServing(t *testing.T) {
 	}
 	if r := do(t, "GET", tenants["staying"].Endpoint+"/health", "", nil); r.status != http.StatusOK {
 		t.Errorf("the other tenant after the decommission: %d %s", r.status, r.body)
+	}
+}
+
+// packages stands in for the S3 object a tenant's instance names: the test
+// sets which package (and location) the host gets, or an error.
+type packages struct {
+	mu       sync.Mutex
+	location string
+	zip      []byte
+	err      error
+}
+
+func (p *packages) set(location string, zip []byte, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.location, p.zip, p.err = location, zip, err
+}
+
+func (p *packages) code(context.Context, *registry.Tenant) (string, []byte, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.location, p.zip, p.err
+}
+
+// zipOf makes a zip of name → content with zip.Writer.Create (no exec bit).
+func zipOf(t *testing.T, files map[string]string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	for name, content := range files {
+		w, err := zw.Create(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.WriteString(w, content); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// syncBuffer is a log destination the serve goroutines may write to.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestBrokenReleaseFailsUntilRollback serves a tenant whose release has no
+// bootstrap: its URL answers as API Gateway does when Lambda cannot start,
+// the host says why once, and a good package makes the same URL healthy.
+func TestBrokenReleaseFailsUntilRollback(t *testing.T) {
+	pkgs := &packages{}
+	broken := "s3://silo-artifacts/releases/code/broken.zip"
+	pkgs.set(broken, zipOf(t, map[string]string{"README": "forgot the binary"}), nil)
+	var logs syncBuffer
+	f := newFixtureWith(t, hostOptions{
+		code: pkgs.code,
+		log:  slog.New(slog.NewTextHandler(io.MultiWriter(&logs, t.Output()), &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	tn := f.vend(t, map[string]string{"echo": "us-east-1"})["echo"]
+	ctx := t.Context()
+
+	for _, path := range []string{"/health", "/items"} {
+		r := do(t, "GET", tn.Endpoint+path, f.token(t, tn.ID), nil)
+		if r.status != http.StatusBadGateway || string(r.body) != `{"message": "Internal server error"}` {
+			t.Errorf("GET %s on a broken release: %d %s, want 502 and API Gateway's body", path, r.status, r.body)
+		}
+	}
+	// Asked again (a reconciler pass), the host does not repeat itself.
+	if url, err := f.host.Endpoint(ctx, tn, nil); err != nil || url != tn.Endpoint {
+		t.Fatalf("Endpoint again = %q, %v; want %s", url, err, tn.Endpoint)
+	}
+	lines := strings.Count(logs.String(), `msg="tenant app cannot start"`)
+	want := `level=ERROR msg="tenant app cannot start" tenant=echo location=` + broken + ` reason="Runtime.InvalidEntrypoint: the package has no bootstrap"`
+	if lines != 1 || !strings.Contains(logs.String(), want) {
+		t.Errorf("logged the broken package %d times, want once as %s:\n%s", lines, want, logs.String())
+	}
+
+	// Rolled back to a good package: the same URL is healthy.
+	pkgs.set("s3://silo-artifacts/releases/code/good.zip", zipOf(t, map[string]string{"bootstrap": "#!/bin/sh\n"}), nil)
+	url, err := f.host.Endpoint(ctx, tn, nil)
+	if err != nil || url != tn.Endpoint {
+		t.Fatalf("Endpoint after the rollback = %q, %v; want %s", url, err, tn.Endpoint)
+	}
+	var h tenantapp.Health
+	r := do(t, "GET", url+"/health", "", nil)
+	r.json(t, &h)
+	if r.status != http.StatusOK || h.Status != "ok" || h.Tenant != "echo" {
+		t.Errorf("health after the rollback: %d %s, want 200 ok", r.status, r.body)
+	}
+
+	// The package cannot be read: that is Endpoint's error, and the app
+	// keeps serving what it served.
+	pkgs.set("", nil, errors.New("s3 is down"))
+	if _, err := f.host.Endpoint(ctx, tn, nil); err == nil || !strings.Contains(err.Error(), "s3 is down") {
+		t.Errorf("Endpoint when the package cannot be read: %v, want the error", err)
+	}
+	if r := do(t, "GET", url+"/health", "", nil); r.status != http.StatusOK {
+		t.Errorf("health after a failed Endpoint: %d %s", r.status, r.body)
 	}
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/organizations"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/silo-saas/silo/internal/api"
@@ -32,6 +33,7 @@ import (
 	"github.com/silo-saas/silo/internal/rollout"
 	"github.com/silo-saas/silo/internal/vending"
 	"github.com/silo-saas/silo/registry"
+	"github.com/silo-saas/silo/stacksets"
 )
 
 // Options configure a local platform.
@@ -140,8 +142,19 @@ func Start(ctx context.Context, o Options, log *slog.Logger) (*Platform, error) 
 		p.Close()
 		return nil, err
 	}
+	artifacts := s3.NewFromConfig(mgmt, func(o *s3.Options) { o.UsePathStyle = true })
 	p.Host = apphost.New(awsx.NewAccounts(mgmt, sts.NewFromConfig(mgmt), awsx.AccountsOptions{}),
-		apphost.Config{Issuer: p.Issuer.URL(), Audience: p.Issuer.Audience(), JWKSURL: p.Issuer.JWKSURL()}, log)
+		apphost.Config{
+			Issuer: p.Issuer.URL(), Audience: p.Issuer.Audience(), JWKSURL: p.Issuer.JWKSURL(),
+			Code: func(ctx context.Context, t *registry.Tenant) (string, []byte, error) {
+				// The host exists before the control plane it serves for;
+				// nothing asks it for an endpoint before Wire returned.
+				if p.Control == nil {
+					return "", nil, errors.New("the control plane is not wired yet")
+				}
+				return releaseCode(ctx, p.Control.StackSets, artifacts, t, org.Region)
+			},
+		}, log)
 	p.Control, err = Wire(ctx, org, ControlOptions{
 		Table: o.Table, Counter: p.Counter,
 		Endpoint: p.Host.Endpoint, Unserve: func(id string) {
@@ -200,6 +213,42 @@ func Start(ctx context.Context, o Options, log *slog.Logger) (*Platform, error) 
 	}
 	log.InfoContext(ctx, "platform ready", "api", p.Info.API, "elapsed", time.Since(began).Round(time.Millisecond))
 	return p, nil
+}
+
+// maxCodeSize bounds a code package read for the app host: Lambda's limit
+// on a function's unzipped code, which its zip cannot exceed.
+const maxCodeSize = 250 << 20
+
+// releaseCode returns the code package t's stack instance runs: the
+// object its CodeBucket and CodeKey parameters name, read with artifacts
+// (the management account's S3, where the artifact bucket is). It is the
+// app host's Config.Code; region is used when t has none.
+func releaseCode(ctx context.Context, stackSets *stacksets.Manager, artifacts *s3.Client, t *registry.Tenant, region string) (string, []byte, error) {
+	if t.Region != "" {
+		region = t.Region
+	}
+	params, err := stackSets.InstanceParameters(ctx, t.AccountID, region)
+	if err != nil {
+		return "", nil, fmt.Errorf("code package of tenant %s: %w", t.ID, err)
+	}
+	bucket, key := params["CodeBucket"], params["CodeKey"]
+	if bucket == "" || key == "" {
+		return "", nil, fmt.Errorf("code package of tenant %s: its instance names none (CodeBucket %q, CodeKey %q)", t.ID, bucket, key)
+	}
+	location := "s3://" + bucket + "/" + key
+	out, err := artifacts.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+	if err != nil {
+		return "", nil, fmt.Errorf("code package of tenant %s: read %s: %w", t.ID, location, err)
+	}
+	defer out.Body.Close()
+	pkg, err := io.ReadAll(io.LimitReader(out.Body, maxCodeSize+1))
+	if err != nil {
+		return "", nil, fmt.Errorf("code package of tenant %s: read %s: %w", t.ID, location, err)
+	}
+	if len(pkg) > maxCodeSize {
+		return "", nil, fmt.Errorf("code package of tenant %s: %s is larger than %d bytes", t.ID, location, maxCodeSize)
+	}
+	return location, pkg, nil
 }
 
 // startAPI serves the silo API (the same handler as the API Lambda) on a

@@ -22,6 +22,14 @@
 # 4. Lambda reads its code only from a bucket of its own account. In AWS the
 #    tenant function reads it from the organization's artifact bucket in the
 #    management account (a bucket policy on aws:PrincipalOrgID allows it).
+# 5. UpdateStack replaces each modified resource with what its type's
+#    update handler returns, and None for a type that has none (KMS keys,
+#    REST APIs, log groups): every later Fn::GetAtt on it then fails the
+#    update ("references undefined resource"). A release changes AppVersion,
+#    which tags every resource of the tenant stack, so no release could be
+#    applied to a member stack. The patch keeps such a resource as it was,
+#    as moto does with the properties it cannot update. Checked by
+#    stacksets' TestUpdateInstances.
 import copy as _copy
 import sys as _sys
 import threading as _threading
@@ -240,6 +248,23 @@ def _install_lambda_code_from_org_bucket():
     _lambda_models._validate_s3_bucket_and_key = _validate_s3_bucket_and_key
 
 
+def _install_update_keeps_resources():
+    try:
+        from moto.cloudformation import parsing as _parsing
+    except Exception as exc:
+        _sys.stderr.write("silo: moto stack update patch not installed: %r\n" % (exc,))
+        return
+    original = _parsing.parse_and_update_resource
+
+    def parse_and_update_resource(logical_id, resource_json, resources_map, account_id, region_name):
+        updated = original(logical_id, resource_json, resources_map, account_id, region_name)
+        if updated is None:
+            return resources_map._parsed_resources.get(logical_id)
+        return updated
+
+    _parsing.parse_and_update_resource = parse_and_update_resource
+
+
 def _run(*patches):
     # One broken patch must not keep the others out.
     out = []
@@ -251,4 +276,7 @@ def _run(*patches):
     return out
 
 
-_installed = _run(_install, _install_kms_tags, _install_secret_resource, _install_lambda_code_from_org_bucket)
+_installed = _run(
+    _install, _install_kms_tags, _install_secret_resource, _install_lambda_code_from_org_bucket,
+    _install_update_keeps_resources,
+)
