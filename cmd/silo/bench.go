@@ -15,7 +15,7 @@ func newBenchCmd() *cobra.Command {
 		Use:   "bench",
 		Short: "Run silo's platform benchmarks against the local emulator and print their tables",
 	}
-	cmd.AddCommand(newBenchVendCmd(), newBenchProbeCmd())
+	cmd.AddCommand(newBenchVendCmd(), newBenchProbeCmd(), newBenchRolloutCmd())
 	return cmd
 }
 
@@ -99,4 +99,38 @@ func printBench(cmd *cobra.Command, asJSON bool, res interface{ Print(io.Writer)
 	}
 	res.Print(cmd.OutOrStdout())
 	return nil
+}
+
+func newBenchRolloutCmd() *cobra.Command {
+	var o bench.RolloutOptions
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "rollout",
+		Short: "Roll a release over N tenants in waves and measure it against its bound",
+		Long: `rollout seeds --tenants ACTIVE tenants in a registry on the local
+emulator, each with a live health endpoint, and rolls a new release over
+them with the real rollout engine, reconciler and prober (sweeping every
+--probe-every). Only StackSets are simulated: one operation at a time, each
+instance update taking --deploy, at most --max-concurrency at once.
+
+It reports the wall time against the bound, the sum over waves of
+ceil(wave / concurrency) x deploy + bake, their ratio, and per wave the
+deploy time and how long the gate waited for fresh probes.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			res, err := bench.Rollout(cmd.Context(), o, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			return printBench(cmd, asJSON, res)
+		},
+	}
+	cmd.Flags().IntVar(&o.Tenants, "tenants", 200, "ACTIVE tenants")
+	cmd.Flags().StringVar(&o.Plan, "plan", "1,10%,50%,100%", "the wave plan")
+	cmd.Flags().DurationVar(&o.Bake, "bake", time.Second, "bake after each wave")
+	cmd.Flags().DurationVar(&o.DeployTime, "deploy", 5*time.Second, "one stack instance's update")
+	cmd.Flags().IntVar(&o.MaxConcurrency, "max-concurrency", 25, "instances updating at once (StackSets allow 100)")
+	cmd.Flags().DurationVar(&o.ProbeEvery, "probe-every", time.Second, "the prober's sweep interval (each sweep is bounded by it)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
+	return cmd
 }

@@ -293,3 +293,57 @@ func TestRecorderLeavesSuspendedTenant(t *testing.T) {
 		t.Errorf("suspended tenant written: %+v", cur)
 	}
 }
+
+// TestFreshVerdictAsked: a tenant that asks for a verdict from after a
+// time (a rollout wave updated it) gets its health written by the next
+// sweep even though nothing changed, once; a verdict the sweep cannot give
+// (asked for after the probe) is not written as one.
+func TestFreshVerdictAsked(t *testing.T) {
+	f := newRecordFixture(t, 3)
+	// The rollout's clock and the recorder's must be one clock here.
+	f.sweeper.Recorder = probe.NewRecorder(f.store, f.bus, probe.RecorderOptions{Heartbeat: 15 * time.Minute, Now: time.Now}, discard())
+	f.sweep(t)
+	if st := f.sweep(t); st.Record.Writes() != 0 {
+		t.Fatalf("unchanged fleet: %d writes", st.Record.Writes())
+	}
+	id := f.fleet.IDs()[1]
+	ask := func(at time.Time) {
+		t.Helper()
+		tn, err := f.store.Get(t.Context(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.store.Update(t.Context(), tn, registry.Change{Mutate: func(n *registry.Tenant) {
+			n.Attributes = map[string]string{registry.AttrProbeAfter: at.UTC().Format(time.RFC3339Nano)}
+		}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fresh := func() bool {
+		t.Helper()
+		tn, err := f.store.Get(t.Context(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tn.FreshHealth()
+	}
+	asked := time.Now()
+	ask(asked)
+	if fresh() {
+		t.Fatal("health recorded before the request counts as fresh")
+	}
+	if st := f.sweep(t); st.Record.Heartbeats != 1 || st.Record.Changes != 0 || f.writes() != 1 {
+		t.Fatalf("sweep after the request: %+v, %d writes; want one heartbeat", st.Record, f.writes())
+	}
+	if !fresh() {
+		t.Fatal("the verdict asked for was not recorded as fresh")
+	}
+	if st := f.sweep(t); st.Record.Writes() != 0 {
+		t.Fatalf("after the fresh verdict: %d writes", st.Record.Writes())
+	}
+	// Asked for a verdict from later than any probe of the next sweep.
+	ask(time.Now().Add(time.Hour))
+	if st := f.sweep(t); st.Record.Writes() != 0 || fresh() {
+		t.Fatalf("a verdict from before the request was written (%d writes) or counts as fresh", st.Record.Writes())
+	}
+}
