@@ -171,7 +171,11 @@ const cancelledReason = "Cancelled since failure tolerance has exceeded"
 // kept for Wait.
 func (m *Manager) applyBatch(ctx context.Context, opID, region string, accounts []string, params map[string]map[string]string, keep map[string]bool, p Preferences) error {
 	tolerance := int(p.FailureToleranceCount)
-	sem := make(chan struct{}, min(int(p.MaxConcurrentCount), tolerance+1))
+	concurrency := min(int(p.MaxConcurrentCount), tolerance+1)
+	if p.SoftFailureTolerance {
+		concurrency = int(p.MaxConcurrentCount)
+	}
+	sem := make(chan struct{}, max(concurrency, 1))
 	var (
 		wg      sync.WaitGroup
 		mu      sync.Mutex

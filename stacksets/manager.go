@@ -73,6 +73,11 @@ type Preferences struct {
 	// FailureToleranceCount is how many accounts may fail before the
 	// operation stops (0: stop at the first).
 	FailureToleranceCount int32
+	// SoftFailureTolerance runs MaxConcurrentCount accounts at once
+	// whatever the tolerance (StackSets' SOFT_FAILURE_TOLERANCE mode); in
+	// the default strict mode at most FailureToleranceCount+1 run at once,
+	// which would make a wave allowed no failures one account at a time.
+	SoftFailureTolerance bool
 }
 
 // Options configure a Manager. Quotas and names are configuration, not

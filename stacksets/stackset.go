@@ -139,11 +139,15 @@ func (m *Manager) preferences() *cfntypes.StackSetOperationPreferences {
 }
 
 func operationPreferences(p Preferences) *cfntypes.StackSetOperationPreferences {
-	return &cfntypes.StackSetOperationPreferences{
+	out := &cfntypes.StackSetOperationPreferences{
 		MaxConcurrentCount:    aws.Int32(p.MaxConcurrentCount),
 		FailureToleranceCount: aws.Int32(p.FailureToleranceCount),
 		RegionConcurrencyType: cfntypes.RegionConcurrencyTypeSequential,
 	}
+	if p.SoftFailureTolerance {
+		out.ConcurrencyMode = cfntypes.ConcurrencyModeSoftFailureTolerance
+	}
+	return out
 }
 
 // targets narrows the service-managed OUs to accounts.

@@ -148,6 +148,19 @@ func result(op *cfntypes.StackSetOperation) Result {
 	}
 }
 
+// OperationFailures returns why each account of an operation did not
+// succeed. AWS reports an operation whose failures stayed within its
+// failure tolerance SUCCEEDED, and names the failed accounts only here; a
+// batched update's caller reads them after Wait returns without error.
+func (m *Manager) OperationFailures(ctx context.Context, opID string) (map[string]string, error) {
+	out, err := m.failures(ctx, opID)
+	if err != nil {
+		return nil, err
+	}
+	maps.Copy(out, m.appliedFailures(opID))
+	return out, nil
+}
+
 // failures collects why each account's instance did not succeed.
 func (m *Manager) failures(ctx context.Context, opID string) (map[string]string, error) {
 	out := map[string]string{}

@@ -355,6 +355,10 @@ func (s *simStackSets) Wait(ctx context.Context, opID string) (stacksets.Result,
 	}
 }
 
+func (s *simStackSets) OperationFailures(context.Context, string) (map[string]string, error) {
+	return nil, nil
+}
+
 // The reconciler's other Deployer calls; a rollout makes none but outputs.
 func (s *simStackSets) AddInstance(context.Context, string, string, string, map[string]string) (string, error) {
 	return "", errors.New("bench: not simulated")

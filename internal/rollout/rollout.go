@@ -44,6 +44,9 @@ const AttrPinned = "pinned_release"
 type Deployer interface {
 	UpdateInstances(ctx context.Context, opID, region string, params map[string]map[string]string, prefs stacksets.Preferences) (string, error)
 	Wait(ctx context.Context, opID string) (stacksets.Result, error)
+	// OperationFailures names the accounts that failed in an operation
+	// that succeeded within its failure tolerance.
+	OperationFailures(ctx context.Context, opID string) (map[string]string, error)
 }
 
 // Tenants is what the rollout needs of the reconciler (*vending.Reconciler):
@@ -728,6 +731,15 @@ func (e *Engine) runOperation(ctx context.Context, opID, region string, params m
 		var oe *stacksets.OperationError
 		switch {
 		case err == nil:
+			failed, err := e.d.Deployer.OperationFailures(ctx, got)
+			if err != nil {
+				return fmt.Errorf("results of %s: %w", opID, err)
+			}
+			for account, reason := range failed {
+				if _, ok := params[account]; ok {
+					failures[account] = reason
+				}
+			}
 			return nil
 		case errors.As(err, &oe):
 			for account := range params {
@@ -846,7 +858,7 @@ func (e *Engine) deployWave(ctx context.Context, r *registry.Rollout) error {
 		return err
 	}
 	if len(moves) > 0 {
-		prefs := stacksets.Preferences{MaxConcurrentCount: int32(w.MaxConcurrency), FailureToleranceCount: int32(min(w.FailureTolerance, max(len(moves)-1, 0)))}
+		prefs := stacksets.Preferences{MaxConcurrentCount: int32(w.MaxConcurrency), FailureToleranceCount: int32(min(w.FailureTolerance, max(len(moves)-1, 0))), SoftFailureTolerance: true}
 		if err := e.apply(ctx, r, w.Operation, moves, rel, prefs, registry.RTUpdated, registry.RTFailed); err != nil {
 			return err
 		}
@@ -1088,7 +1100,7 @@ func (e *Engine) rollback(ctx context.Context, r *registry.Rollout) error {
 		if err := e.save(ctx, byFrom[from]); err != nil {
 			return err
 		}
-		prefs := stacksets.Preferences{MaxConcurrentCount: int32(min(MaxConcurrency, max(e.cfg.MaxConcurrency, len(moves)))), FailureToleranceCount: int32(max(len(moves)-1, 0))}
+		prefs := stacksets.Preferences{MaxConcurrentCount: int32(min(MaxConcurrency, max(e.cfg.MaxConcurrency, len(moves)))), FailureToleranceCount: int32(max(len(moves)-1, 0)), SoftFailureTolerance: true}
 		if len(moves) > 0 {
 			if err := e.apply(ctx, r, op, moves, rel, prefs, registry.RTRolledBack, registry.RTFailed); err != nil {
 				return err
