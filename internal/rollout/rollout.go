@@ -532,6 +532,9 @@ func (e *Engine) step(ctx context.Context, r *registry.Rollout) (bool, error) {
 		return true, nil
 	}
 	if r.Planning() {
+		if e.now().Sub(r.CreatedAt) < planningGrace {
+			return true, nil // Start is writing its tenants right now
+		}
 		// Its tenants may not all be written: a plan cannot be resumed.
 		_, err := e.update(ctx, r, func(n *registry.Rollout) {
 			n.State, n.Reason = registry.RolloutAborted, "planning was interrupted; start the rollout again"
@@ -590,6 +593,10 @@ func (e *Engine) step(ctx context.Context, r *registry.Rollout) (bool, error) {
 	}
 	return true, fmt.Errorf("rollout %s: wave %s in unknown phase %q", r.ID, w.Name, w.Phase)
 }
+
+// planningGrace is how long Start may take to write a rollout's tenants;
+// a rollout still planning after it was left by a crashed Start.
+const planningGrace = 2 * time.Minute
 
 func (e *Engine) update(ctx context.Context, r *registry.Rollout, mutate func(*registry.Rollout)) (*registry.Rollout, error) {
 	return e.d.Registry.UpdateRollout(ctx, r, mutate)

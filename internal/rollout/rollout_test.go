@@ -40,7 +40,7 @@ func startFleet(t *testing.T) *fleet {
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	p, err := local.Start(ctx, local.Options{ProbeEvery: time.Second, ManualRollouts: true}, log)
+	p, err := local.Start(ctx, local.Options{ProbeEvery: 3 * time.Second, ManualRollouts: true}, log)
 	if err != nil {
 		t.Fatal(err)
 	}
