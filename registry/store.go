@@ -29,6 +29,7 @@ type dynamoAPI interface {
 	DescribeTable(ctx context.Context, in *dynamodb.DescribeTableInput, opts ...func(*dynamodb.Options)) (*dynamodb.DescribeTableOutput, error)
 	UpdateTimeToLive(ctx context.Context, in *dynamodb.UpdateTimeToLiveInput, opts ...func(*dynamodb.Options)) (*dynamodb.UpdateTimeToLiveOutput, error)
 	BatchWriteItem(ctx context.Context, in *dynamodb.BatchWriteItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.BatchWriteItemOutput, error)
+	BatchGetItem(ctx context.Context, in *dynamodb.BatchGetItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.BatchGetItemOutput, error)
 }
 
 // Store is the tenant registry in one DynamoDB table.
@@ -450,8 +451,25 @@ func (s *Store) Update(ctx context.Context, t *Tenant, c Change) (*Tenant, error
 // It does not check the state machine: Transition does, and the few
 // registry operations that take other paths check their own rules.
 func (s *Store) write(ctx context.Context, t *Tenant, to State, c Change, extra ...types.TransactWriteItem) (*Tenant, error) {
+	next, items, err := s.prepare(t, to, c)
+	if err != nil {
+		return nil, err
+	}
+	items = append(items, extra...)
+	if _, err := s.db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: items}); err != nil {
+		if awsx.TransactionReasons(err) != nil || awsx.IsConflict(err) {
+			return nil, fmt.Errorf("tenant %s changed since version %d was read: %w", t.ID, t.Version, ErrConflict)
+		}
+		return nil, fmt.Errorf("write tenant %s: %w", t.ID, err)
+	}
+	return next, nil
+}
+
+// prepare returns t moved to state to by c, and the transaction items that
+// write it (conditional on t.Version) and its audit event.
+func (s *Store) prepare(t *Tenant, to State, c Change) (*Tenant, []types.TransactWriteItem, error) {
 	if t.Version < 1 {
-		return nil, fmt.Errorf("tenant %s: %w", t.ID, &FieldError{"version", "must come from a stored tenant (Get it first)"})
+		return nil, nil, fmt.Errorf("tenant %s: %w", t.ID, &FieldError{"version", "must come from a stored tenant (Get it first)"})
 	}
 	now := s.now()
 	next := *t
@@ -467,7 +485,7 @@ func (s *Store) write(ctx context.Context, t *Tenant, to State, c Change, extra 
 	}
 	if next.AccountID != "" {
 		if err := ValidateAccountID(next.AccountID); err != nil {
-			return nil, fmt.Errorf("tenant %s: %w", t.ID, err)
+			return nil, nil, fmt.Errorf("tenant %s: %w", t.ID, err)
 		}
 	}
 	from := t.State
@@ -499,7 +517,7 @@ func (s *Store) write(ctx context.Context, t *Tenant, to State, c Change, extra 
 
 	tput, err := s.putTenant(&next, t.Version)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	items := []types.TransactWriteItem{tput}
 	if c.Type != "" {
@@ -509,18 +527,11 @@ func (s *Store) write(ctx context.Context, t *Tenant, to State, c Change, extra 
 		}
 		eput, err := s.putEvent(ev)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		items = append(items, eput)
 	}
-	items = append(items, extra...)
-	if _, err := s.db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: items}); err != nil {
-		if awsx.TransactionReasons(err) != nil || awsx.IsConflict(err) {
-			return nil, fmt.Errorf("tenant %s changed since version %d was read: %w", t.ID, t.Version, ErrConflict)
-		}
-		return nil, fmt.Errorf("write tenant %s: %w", t.ID, err)
-	}
-	return &next, nil
+	return &next, items, nil
 }
 
 // Events returns a tenant's audit history, oldest first.

@@ -56,6 +56,10 @@ type Tenants interface {
 	Params(t *registry.Tenant, rel vending.Release) map[string]string
 	Release(ctx context.Context, version string) (vending.Release, error)
 	CompleteUpdate(ctx context.Context, t *registry.Tenant, rel vending.Release, mutate func(*registry.Tenant)) (*registry.Tenant, error)
+	// UpdatedEndpoint and Announce are CompleteUpdate's two halves
+	// around its write, for a wave's ends written in batches.
+	UpdatedEndpoint(ctx context.Context, t *registry.Tenant) (string, error)
+	Announce(ctx context.Context, kind string, t *registry.Tenant)
 }
 
 // Config tunes the engine. Zero values take the defaults.
@@ -626,31 +630,106 @@ func (e *Engine) claim(ctx context.Context, r *registry.Rollout, id, release, op
 		if err != nil {
 			return nil, "", err
 		}
-		switch {
-		case t.State == registry.StateUpdating && t.Attributes[registry.AttrRollout] == r.ID:
-			return t, "", nil
-		case t.State != registry.StateActive:
-			return nil, "tenant is " + string(t.State), nil
-		case !rollback && t.Attributes[AttrPinned] != "":
-			return nil, "pinned to " + t.Attributes[AttrPinned], nil
-		case t.AppVersion == release:
-			return t, "already on " + release, nil
+		if done, skip, claim := claimable(r, t, release, rollback); claim == nil {
+			return done, skip, nil
 		}
-		next, err := e.d.Registry.Transition(ctx, t, registry.StateUpdating, registry.Change{Actor: e.cfg.Actor,
-			Reason: fmt.Sprintf("rollout %s: %s → %s", r.ID, t.AppVersion, release),
-			Detail: map[string]string{"rollout": r.ID, "release": release, "operation": op},
-			Mutate: func(n *registry.Tenant) {
-				if n.Attributes == nil {
-					n.Attributes = map[string]string{}
-				}
-				n.Attributes[registry.AttrRollout] = r.ID
-				n.TargetVersion, n.Operation = release, op
-			}})
+		next, err := e.d.Registry.Transition(ctx, t, registry.StateUpdating, e.claimChange(r, t, release, op))
 		if errors.Is(err, registry.ErrConflict) {
 			continue // the prober wrote its health meanwhile
 		}
 		return next, "", err
 	}
+}
+
+// claimable says what claim does with t: returns it as it is (owned
+// already, or already on the release, with a reason), skips it (nil and a
+// reason), or claims it (claim is t).
+func claimable(r *registry.Rollout, t *registry.Tenant, release string, rollback bool) (done *registry.Tenant, skip string, claim *registry.Tenant) {
+	switch {
+	case t.State == registry.StateUpdating && t.Attributes[registry.AttrRollout] == r.ID:
+		return t, "", nil
+	case t.State != registry.StateActive:
+		return nil, "tenant is " + string(t.State), nil
+	case !rollback && t.Attributes[AttrPinned] != "":
+		return nil, "pinned to " + t.Attributes[AttrPinned], nil
+	case t.AppVersion == release:
+		return t, "already on " + release, nil
+	}
+	return nil, "", t
+}
+
+func (e *Engine) claimChange(r *registry.Rollout, t *registry.Tenant, release, op string) registry.Change {
+	return registry.Change{Actor: e.cfg.Actor,
+		Reason: fmt.Sprintf("rollout %s: %s → %s", r.ID, t.AppVersion, release),
+		Detail: map[string]string{"rollout": r.ID, "release": release, "operation": op},
+		Mutate: func(n *registry.Tenant) {
+			if n.Attributes == nil {
+				n.Attributes = map[string]string{}
+			}
+			n.Attributes[registry.AttrRollout] = r.ID
+			n.TargetVersion, n.Operation = release, op
+		}}
+}
+
+// claimed is claim's answer for one tenant.
+type claimed struct {
+	t    *registry.Tenant
+	skip string
+}
+
+// claimMany claims ids like claim, reading them in one batch and writing
+// them 50 to a transaction; tenants whose transaction lost a race (the
+// prober wrote one of them) are claimed one by one.
+func (e *Engine) claimMany(ctx context.Context, r *registry.Rollout, ids []string, release, op string, rollback bool) (map[string]claimed, error) {
+	got, err := e.d.Registry.GetMany(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]claimed, len(ids))
+	var moves []registry.Move
+	for _, id := range ids {
+		t := got[id]
+		if t == nil {
+			out[id] = claimed{skip: "tenant not found"}
+			continue
+		}
+		done, skip, claim := claimable(r, t, release, rollback)
+		if claim == nil {
+			out[id] = claimed{t: done, skip: skip}
+			continue
+		}
+		moves = append(moves, registry.Move{Tenant: t, To: registry.StateUpdating, Change: e.claimChange(r, t, release, op)})
+	}
+	next, err := e.d.Registry.TransitionMany(ctx, moves)
+	var ce *registry.ConflictError
+	if err != nil && !errors.As(err, &ce) {
+		return nil, err
+	}
+	for id, t := range next {
+		out[id] = claimed{t: t}
+	}
+	if ce != nil {
+		var mu sync.Mutex
+		err := e.each(ctx, idMoves(ce.IDs), func(ctx context.Context, m move) error {
+			t, skip, err := e.claim(ctx, r, m.rec.TenantID, release, op, rollback)
+			mu.Lock()
+			defer mu.Unlock()
+			out[m.rec.TenantID] = claimed{t: t, skip: skip}
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func idMoves(ids []string) []move {
+	out := make([]move, len(ids))
+	for i, id := range ids {
+		out[i] = move{rec: &registry.RolloutTenant{TenantID: id}}
+	}
+	return out
 }
 
 // move is one tenant's part in an operation.
@@ -688,8 +767,55 @@ func (e *Engine) apply(ctx context.Context, r *registry.Rollout, op string, move
 			return err
 		}
 	}
+	// The ends of the updates: endpoints served (in parallel), then the
+	// tenants written in batches.
+	var mu sync.Mutex
+	endpoints := map[string]string{}
+	var ok []move
+	err := e.each(ctx, moves, func(ctx context.Context, m move) error {
+		if _, bad := failures[m.tenant.AccountID]; bad {
+			return nil
+		}
+		ep, err := e.d.Tenants.UpdatedEndpoint(ctx, m.tenant)
+		if err != nil {
+			return fmt.Errorf("tenant %s: %w", m.tenant.ID, err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		endpoints[m.tenant.ID] = ep
+		ok = append(ok, m)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	now := e.now()
+	finish := func(n *registry.Tenant) {
+		vending.Updated(n, endpoints[n.ID], rel)
+		delete(n.Attributes, registry.AttrRollout)
+		n.Attributes[registry.AttrProbeAfter] = now.Format(time.RFC3339Nano)
+		n.TargetVersion = rel.Version
+	}
+	batch := make([]registry.Move, len(ok))
+	for i, m := range ok {
+		batch[i] = registry.Move{Tenant: m.tenant, To: registry.StateActive, Change: registry.Change{Actor: e.cfg.Actor, Mutate: finish}}
+	}
+	written, err := e.d.Registry.TransitionMany(ctx, batch)
+	var ce *registry.ConflictError
+	if err != nil && !errors.As(err, &ce) {
+		return err
+	}
+	for _, m := range ok {
+		if t := written[m.tenant.ID]; t != nil {
+			e.d.Tenants.Announce(ctx, "tenant.updated", t)
+			m.rec.Status, m.rec.Reason, m.rec.UpdatedAt, m.rec.Health = done, "", &now, nil
+		}
+	}
 	return e.each(ctx, moves, func(ctx context.Context, m move) error {
 		now := e.now()
+		if written[m.tenant.ID] != nil {
+			return nil
+		}
 		if reason, bad := failures[m.tenant.AccountID]; bad {
 			_, err := e.d.Registry.Transition(ctx, m.tenant, registry.StateActive, registry.Change{Actor: e.cfg.Actor,
 				Type: "rollout.update_failed", Reason: fmt.Sprintf("rollout %s: the update to %s failed: %s", r.ID, rel.Version, reason),
@@ -704,12 +830,16 @@ func (e *Engine) apply(ctx context.Context, r *registry.Rollout, op string, move
 			m.rec.Status, m.rec.Reason, m.rec.UpdatedAt = failed, reason, &now
 			return nil
 		}
-		_, err := e.d.Tenants.CompleteUpdate(ctx, m.tenant, rel, func(n *registry.Tenant) {
+		// Its batch lost a race: re-read it and end its update alone.
+		t, err := e.d.Registry.Get(ctx, m.tenant.ID)
+		if err != nil {
+			return err
+		}
+		if _, err := e.d.Tenants.CompleteUpdate(ctx, t, rel, func(n *registry.Tenant) {
 			delete(n.Attributes, registry.AttrRollout)
 			n.Attributes[registry.AttrProbeAfter] = now.Format(time.RFC3339Nano)
 			n.TargetVersion = rel.Version
-		})
-		if err != nil {
+		}); err != nil {
 			return fmt.Errorf("tenant %s: %w", m.tenant.ID, err)
 		}
 		m.rec.Status, m.rec.Reason, m.rec.UpdatedAt, m.rec.Health = done, "", &now, nil
@@ -824,19 +954,22 @@ func (e *Engine) deployWave(ctx context.Context, r *registry.Rollout) error {
 	if err != nil {
 		return err
 	}
-	var mu sync.Mutex
 	var moves []move
-	var claimed []*registry.RolloutTenant
-	err = e.each(ctx, asMoves(recs), func(ctx context.Context, m move) error {
-		if m.rec.Status != registry.RTPending && m.rec.Status != registry.RTUpdating {
-			return nil // finished before a crash
+	var open []*registry.RolloutTenant
+	var ids []string
+	for _, rec := range recs {
+		if rec.Status == registry.RTPending || rec.Status == registry.RTUpdating {
+			open = append(open, rec) // the rest finished before a crash
+			ids = append(ids, rec.TenantID)
 		}
-		t, skip, err := e.claim(ctx, r, m.rec.TenantID, rel.Version, w.Operation, false)
-		if err != nil {
-			return fmt.Errorf("tenant %s: %w", m.rec.TenantID, err)
-		}
-		mu.Lock()
-		defer mu.Unlock()
+	}
+	got, err := e.claimMany(ctx, r, ids, rel.Version, w.Operation, false)
+	if err != nil {
+		return err
+	}
+	for _, rec := range open {
+		m := move{rec: rec}
+		t, skip := got[rec.TenantID].t, got[rec.TenantID].skip
 		switch {
 		case skip != "" && t != nil:
 			// It ran the release already: its update finished before a
@@ -855,13 +988,8 @@ func (e *Engine) deployWave(ctx context.Context, r *registry.Rollout) error {
 			m.rec.Status = registry.RTUpdating
 			moves = append(moves, move{rec: m.rec, tenant: t})
 		}
-		claimed = append(claimed, m.rec)
-		return nil
-	})
-	if err != nil {
-		return err
 	}
-	if err := e.save(ctx, claimed); err != nil {
+	if err := e.save(ctx, open); err != nil {
 		return err
 	}
 	if len(moves) > 0 {
@@ -897,24 +1025,24 @@ func asMoves(recs []*registry.RolloutTenant) []move {
 // verdicts reads the tenants of recs that run the release and sorts them
 // into fresh (a verdict from after their update) and waiting.
 func (e *Engine) verdicts(ctx context.Context, recs []*registry.RolloutTenant) (map[string]*registry.Tenant, int, error) {
-	var mu sync.Mutex
+	ids := make([]string, len(recs))
+	for i, rec := range recs {
+		ids[i] = rec.TenantID
+	}
+	all, err := e.d.Registry.GetMany(ctx, ids)
+	if err != nil {
+		return nil, 0, err
+	}
 	got := map[string]*registry.Tenant{}
 	waiting := 0
-	err := e.each(ctx, asMoves(recs), func(ctx context.Context, m move) error {
-		t, err := e.d.Registry.Get(ctx, m.rec.TenantID)
-		if err != nil {
-			return err
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		if t.FreshHealth() {
-			got[t.ID] = t
+	for _, id := range ids {
+		if t := all[id]; t != nil && t.FreshHealth() {
+			got[id] = t
 		} else {
 			waiting++
 		}
-		return nil
-	})
-	return got, waiting, err
+	}
+	return got, waiting, nil
 }
 
 // gate decides the current wave on fresh verdicts.

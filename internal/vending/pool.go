@@ -218,17 +218,12 @@ func (r *Reconciler) update(ctx context.Context, t *registry.Tenant) (*registry.
 // with mutate's further changes in the same write. The reconciler's own
 // updates and rollout waves both end here.
 func (r *Reconciler) CompleteUpdate(ctx context.Context, t *registry.Tenant, rel Release, mutate func(*registry.Tenant)) (*registry.Tenant, error) {
-	outputs, err := r.d.Deployer.InstanceOutputs(ctx, t.AccountID, t.Region)
-	if err != nil {
-		return nil, fmt.Errorf("read stack outputs: %w", err)
-	}
-	endpoint, err := r.d.Endpoint(ctx, t, outputs)
+	endpoint, err := r.UpdatedEndpoint(ctx, t)
 	if err != nil {
 		return nil, err
 	}
 	next, err := r.transition(ctx, t, registry.StateActive, "", func(n *registry.Tenant) {
-		n.Endpoint, n.AppVersion, n.Operation = endpoint, rel.Version, ""
-		delete(n.Attributes, attrDeployRelease)
+		Updated(n, endpoint, rel)
 		if mutate != nil {
 			mutate(n)
 		}
@@ -236,6 +231,28 @@ func (r *Reconciler) CompleteUpdate(ctx context.Context, t *registry.Tenant, rel
 	if err != nil {
 		return nil, err
 	}
-	r.d.Events.Publish(ctx, "tenant.updated", next)
+	r.Announce(ctx, "tenant.updated", next)
 	return next, nil
+}
+
+// UpdatedEndpoint reads the outputs of t's updated stack and (re)serves its
+// endpoint: the first half of CompleteUpdate, for callers that write many
+// tenants' ends in one batch.
+func (r *Reconciler) UpdatedEndpoint(ctx context.Context, t *registry.Tenant) (string, error) {
+	outputs, err := r.d.Deployer.InstanceOutputs(ctx, t.AccountID, t.Region)
+	if err != nil {
+		return "", fmt.Errorf("read stack outputs: %w", err)
+	}
+	return r.d.Endpoint(ctx, t, outputs)
+}
+
+// Updated makes n a tenant whose update to rel ended, serving endpoint.
+func Updated(n *registry.Tenant, endpoint string, rel Release) {
+	n.Endpoint, n.AppVersion, n.Operation = endpoint, rel.Version, ""
+	delete(n.Attributes, attrDeployRelease)
+}
+
+// Announce publishes a tenant event on the reconciler's bus.
+func (r *Reconciler) Announce(ctx context.Context, kind string, t *registry.Tenant) {
+	r.d.Events.Publish(ctx, kind, t)
 }
