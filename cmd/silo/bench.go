@@ -128,7 +128,7 @@ deploy time and how long the gate waited for fresh probes.`,
 	cmd.Flags().IntVar(&o.Tenants, "tenants", 200, "ACTIVE tenants")
 	cmd.Flags().StringVar(&o.Plan, "plan", "1,10%,50%,100%", "the wave plan")
 	cmd.Flags().DurationVar(&o.Bake, "bake", time.Second, "bake after each wave")
-	cmd.Flags().DurationVar(&o.DeployTime, "deploy", 5*time.Second, "one stack instance's update")
+	cmd.Flags().DurationVar(&o.DeployTime, "deploy", 30*time.Second, "one stack instance's update (a tenant app stack update takes tens of seconds to minutes in AWS)")
 	cmd.Flags().IntVar(&o.MaxConcurrency, "max-concurrency", 25, "instances updating at once (StackSets allow 100)")
 	cmd.Flags().DurationVar(&o.ProbeEvery, "probe-every", time.Second, "the prober's sweep interval (a sweep that takes longer is followed at once by the next)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
