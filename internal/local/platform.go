@@ -226,7 +226,8 @@ func (p *Platform) startAPI(addr string) error {
 	}
 	handler, err := api.New(api.Deps{
 		Registry: p.Registry, Kick: p.Runner.Kick, Retry: p.Control.Reconciler.Retry,
-		Previews: p.Previews, Verifier: verifier, Log: p.log,
+		Previews: p.Previews, Rollouts: p.Rollouts, Releases: p.Control.Releases(),
+		Verifier: verifier, Log: p.log,
 	}, api.Options{StatusSecret: secret, BaseURL: base})
 	if err != nil {
 		ln.Close()
