@@ -88,7 +88,8 @@ type RolloutView struct {
 	GateTimeout string `json:"gate_timeout"`
 }
 
-func rolloutView(r *registry.Rollout) RolloutView {
+// NewRolloutView is r as the API shows it.
+func NewRolloutView(r *registry.Rollout) RolloutView {
 	return RolloutView{Rollout: r, Bake: r.Bake.String(), GateTimeout: r.GateTimeout.String()}
 }
 
@@ -272,7 +273,7 @@ func (a *API) rolloutStart(w http.ResponseWriter, r *http.Request) {
 	}
 	logger(ctx).InfoContext(ctx, "rollout started", "rollout", ro.ID, "release", ro.Release, "actor", p.Actor())
 	w.Header().Set("Location", "/v1/rollouts/"+ro.ID)
-	writeJSON(w, http.StatusCreated, rolloutView(ro))
+	writeJSON(w, http.StatusCreated, NewRolloutView(ro))
 }
 
 func (a *API) rolloutList(w http.ResponseWriter, r *http.Request) {
@@ -296,7 +297,7 @@ func (a *API) rolloutList(w http.ResponseWriter, r *http.Request) {
 	}
 	out := RolloutList{Rollouts: make([]RolloutView, 0, len(rs))}
 	for _, ro := range rs {
-		out.Rollouts = append(out.Rollouts, rolloutView(ro))
+		out.Rollouts = append(out.Rollouts, NewRolloutView(ro))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -315,7 +316,7 @@ func (a *API) rolloutGet(w http.ResponseWriter, r *http.Request) {
 	if ts == nil {
 		ts = []registry.RolloutTenant{}
 	}
-	writeJSON(w, http.StatusOK, RolloutDetail{Rollout: rolloutView(ro), Tenants: ts})
+	writeJSON(w, http.StatusOK, RolloutDetail{Rollout: NewRolloutView(ro), Tenants: ts})
 }
 
 // checkReason bounds an optional reason as the tenant actions do.
@@ -341,7 +342,7 @@ func (a *API) rolloutCommand(w http.ResponseWriter, r *http.Request, name string
 		return
 	}
 	logger(ctx).InfoContext(ctx, "rollout command", "command", name, "rollout", id, "actor", p.Actor(), "state", ro.State)
-	writeJSON(w, http.StatusOK, rolloutView(ro))
+	writeJSON(w, http.StatusOK, NewRolloutView(ro))
 }
 
 func (a *API) rolloutPause(w http.ResponseWriter, r *http.Request) {
