@@ -267,7 +267,7 @@ func (p *Platform) startConsole(ctx context.Context, addr string, mgmt aws.Confi
 		return err
 	}
 	p.console, err = console.New(console.Deps{
-		Registry: p.Registry, Pool: p.Registry, Verifier: verifier, Log: p.log,
+		Registry: p.Registry, Pool: p.Registry, Rollouts: p.Registry, Verifier: verifier, Log: p.log,
 		Costs: console.NewCostExplorer(mgmt, 0),
 		OUs:   console.NewOULookup(organizations.NewFromConfig(mgmt)),
 	}, console.Options{RefreshEvery: 2 * time.Second, AutoRefresh: 5 * time.Second, PoolTarget: poolTarget})
