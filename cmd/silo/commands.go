@@ -11,6 +11,8 @@ func commands() []*cobra.Command {
 		newSignupCmd(),
 		newTenantsCmd(),
 		newPreviewCmd(),
+		newReleaseCmd(),
+		newRolloutCmd(),
 		newSimCmd(),
 	}
 }

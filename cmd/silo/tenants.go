@@ -86,8 +86,9 @@ func newTenantsCmd() *cobra.Command {
 		Short: "List, inspect and act on tenants through the operator API",
 		Long: `tenants talks to the operator API with a bearer token (--token or
 SILO_TOKEN): viewer for ls, get and events; operator for suspend, resume,
-retry and redeploy; admin for decommission. Every action needs --reason and
-lands in the tenant's audit events with your identity.`,
+retry, redeploy, pin and unpin; admin for decommission. Every action but pin
+and unpin needs --reason; all land in the tenant's audit events with your
+identity.`,
 	}
 	f.register(cmd)
 
@@ -190,7 +191,52 @@ lands in the tenant's audit events with your identity.`,
 	} {
 		cmd.AddCommand(newActionCmd(&f, a.name, a.short))
 	}
+	cmd.AddCommand(newPinCmd(&f), newUnpinCmd(&f))
 	return cmd
+}
+
+func newPinCmd(f *apiFlags) *cobra.Command {
+	var release string
+	cmd := &cobra.Command{
+		Use:   "pin ID [--release R]",
+		Short: "Pin a tenant to a release (the one it runs by default): rollouts leave it out",
+		Long: `pin keeps rollouts away from a tenant. With --release it also moves the
+tenant to that release (the reconciler deploys it); without, the tenant stays
+on the release it runs. unpin lets rollouts reach it again.`,
+		Args: exactArgs(1, "a tenant id"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			t, err := c.Pin(cmd.Context(), args[0], release)
+			if err != nil {
+				return err
+			}
+			return printTenant(cmd.OutOrStdout(), t, f.asJSON)
+		},
+	}
+	cmd.Flags().StringVar(&release, "release", "", "the release to pin to (default: the one it runs)")
+	return cmd
+}
+
+func newUnpinCmd(f *apiFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "unpin ID",
+		Short: "Let rollouts reach a pinned tenant again",
+		Args:  exactArgs(1, "a tenant id"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			t, err := c.Unpin(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return printTenant(cmd.OutOrStdout(), t, f.asJSON)
+		},
+	}
 }
 
 func newActionCmd(f *apiFlags, action, short string) *cobra.Command {
@@ -273,6 +319,10 @@ func printTenant(w io.Writer, t *api.TenantView, asJSON bool) error {
 	row("account", t.AccountID)
 	row("endpoint", t.Endpoint)
 	row("version", t.AppVersion)
+	if t.TargetVersion != t.AppVersion {
+		row("target", t.TargetVersion)
+	}
+	row("pinned to", t.PinnedRelease)
 	row("health", t.Health.Summary())
 	row("created", t.CreatedAt.Format(time.RFC3339))
 	row("updated", t.UpdatedAt.Format(time.RFC3339))

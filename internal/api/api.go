@@ -38,6 +38,11 @@ type Deps struct {
 	Retry func(ctx context.Context, id, actor, reason string) (*registry.Tenant, error)
 	// Previews serves /v1/previews; those routes answer 404 when nil.
 	Previews Previews
+	// Rollouts serves /v1/rollouts and the tenants' pin and unpin; those
+	// routes answer 404 when nil.
+	Rollouts Rollouts
+	// Releases serves POST /v1/releases; it answers 404 when nil.
+	Releases Releases
 	// Verifier checks operator bearer tokens.
 	Verifier Verifier
 	Log      *slog.Logger
@@ -150,6 +155,7 @@ func (a *API) routes() {
 	a.mux.Handle("/v1/tenants/{id}/events", route{http.MethodGet: a.tenantEvents})
 	a.mux.Handle("/v1/tenants/{id}/{action}", route{http.MethodPost: a.tenantAction})
 	a.previewRoutes()
+	a.rolloutRoutes()
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(r.Context(), w, errRoute)
 	})

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/silo-saas/silo/internal/preview"
+	"github.com/silo-saas/silo/registry"
 )
 
 // Client talks to the silo API over HTTP: the CLI uses it, against local
@@ -173,5 +174,94 @@ func (c *Client) PreviewExtend(ctx context.Context, id string, by time.Duration)
 func (c *Client) Previews(ctx context.Context) (*preview.Listing, error) {
 	var out preview.Listing
 	err := c.do(ctx, http.MethodGet, "/v1/previews", nil, nil, &out)
+	return &out, err
+}
+
+// PublishRelease stores a build as a release.
+func (c *Client) PublishRelease(ctx context.Context, code []byte, source string) (*registry.Release, error) {
+	var out ReleaseResponse
+	err := c.do(ctx, http.MethodPost, "/v1/releases", ReleasePublishRequest{ArtifactZip: code, Source: source}, nil, &out)
+	return &out.Release, err
+}
+
+// StartRollout plans a rollout; the engine carries it out.
+func (c *Client) StartRollout(ctx context.Context, req RolloutStartRequest) (*registry.Rollout, error) {
+	return c.rolloutDo(ctx, http.MethodPost, "/v1/rollouts", req)
+}
+
+// Rollouts lists the latest rollouts, newest first (limit 0: the API's
+// default).
+func (c *Client) Rollouts(ctx context.Context, limit int) ([]*registry.Rollout, error) {
+	path := "/v1/rollouts"
+	if limit > 0 {
+		path += "?limit=" + strconv.Itoa(limit)
+	}
+	var out RolloutList
+	if err := c.do(ctx, http.MethodGet, path, nil, nil, &out); err != nil {
+		return nil, err
+	}
+	rs := make([]*registry.Rollout, 0, len(out.Rollouts))
+	for _, v := range out.Rollouts {
+		r, err := v.record()
+		if err != nil {
+			return nil, fmt.Errorf("GET %s: decode answer: %w", path, err)
+		}
+		rs = append(rs, r)
+	}
+	return rs, nil
+}
+
+// Rollout reads a rollout and its tenants.
+func (c *Client) Rollout(ctx context.Context, id string) (*registry.Rollout, []registry.RolloutTenant, error) {
+	path := "/v1/rollouts/" + url.PathEscape(id)
+	var out RolloutDetail
+	if err := c.do(ctx, http.MethodGet, path, nil, nil, &out); err != nil {
+		return nil, nil, err
+	}
+	r, err := out.Rollout.record()
+	if err != nil {
+		return nil, nil, fmt.Errorf("GET %s: decode answer: %w", path, err)
+	}
+	return r, out.Tenants, nil
+}
+
+// PauseRollout stops a rollout before its next wave.
+func (c *Client) PauseRollout(ctx context.Context, id, reason string) (*registry.Rollout, error) {
+	return c.rolloutDo(ctx, http.MethodPost, "/v1/rollouts/"+url.PathEscape(id)+"/pause", RolloutPauseRequest{Reason: reason})
+}
+
+// ResumeRollout continues a paused rollout.
+func (c *Client) ResumeRollout(ctx context.Context, id string) (*registry.Rollout, error) {
+	return c.rolloutDo(ctx, http.MethodPost, "/v1/rollouts/"+url.PathEscape(id)+"/resume", struct{}{})
+}
+
+// AbortRollout stops a rollout for good, rolling back when asked.
+func (c *Client) AbortRollout(ctx context.Context, id string, rollback bool, reason string) (*registry.Rollout, error) {
+	return c.rolloutDo(ctx, http.MethodPost, "/v1/rollouts/"+url.PathEscape(id)+"/abort", RolloutAbortRequest{Rollback: rollback, Reason: reason})
+}
+
+func (c *Client) rolloutDo(ctx context.Context, method, path string, body any) (*registry.Rollout, error) {
+	var out RolloutView
+	if err := c.do(ctx, method, path, body, nil, &out); err != nil {
+		return nil, err
+	}
+	r, err := out.record()
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: decode answer: %w", method, path, err)
+	}
+	return r, nil
+}
+
+// Pin pins a tenant to a release (the one it runs when release is "").
+func (c *Client) Pin(ctx context.Context, id, release string) (*TenantView, error) {
+	var out TenantView
+	err := c.do(ctx, http.MethodPost, "/v1/tenants/"+url.PathEscape(id)+"/pin", PinRequest{Release: release}, nil, &out)
+	return &out, err
+}
+
+// Unpin lets rollouts reach a tenant again.
+func (c *Client) Unpin(ctx context.Context, id string) (*TenantView, error) {
+	var out TenantView
+	err := c.do(ctx, http.MethodPost, "/v1/tenants/"+url.PathEscape(id)+"/unpin", struct{}{}, nil, &out)
 	return &out, err
 }

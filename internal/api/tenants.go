@@ -8,21 +8,25 @@ import (
 	"strings"
 	"time"
 
+	"github.com/silo-saas/silo/internal/rollout"
 	"github.com/silo-saas/silo/registry"
 )
 
 // TenantView is a tenant as the API shows it.
 type TenantView struct {
-	ID            string           `json:"tenant_id"`
-	Name          string           `json:"name"`
-	Tier          registry.Tier    `json:"tier"`
-	Region        string           `json:"region"`
-	State         registry.State   `json:"state"`
-	Reason        string           `json:"reason,omitempty"`
-	AccountID     string           `json:"account_id,omitempty"`
-	Endpoint      string           `json:"endpoint,omitempty"`
-	AppVersion    string           `json:"app_version,omitempty"`
-	TargetVersion string           `json:"target_version,omitempty"`
+	ID            string         `json:"tenant_id"`
+	Name          string         `json:"name"`
+	Tier          registry.Tier  `json:"tier"`
+	Region        string         `json:"region"`
+	State         registry.State `json:"state"`
+	Reason        string         `json:"reason,omitempty"`
+	AccountID     string         `json:"account_id,omitempty"`
+	Endpoint      string         `json:"endpoint,omitempty"`
+	AppVersion    string         `json:"app_version,omitempty"`
+	TargetVersion string         `json:"target_version,omitempty"`
+	// PinnedRelease is the release the tenant is pinned to: rollouts
+	// leave it out.
+	PinnedRelease string           `json:"pinned_release,omitempty"`
 	Health        *registry.Health `json:"health,omitempty"`
 	CreatedAt     time.Time        `json:"created_at"`
 	UpdatedAt     time.Time        `json:"updated_at"`
@@ -33,7 +37,7 @@ func view(t *registry.Tenant) TenantView {
 	return TenantView{
 		ID: t.ID, Name: t.Name, Tier: t.Tier, Region: t.Region, State: t.State, Reason: t.Reason,
 		AccountID: t.AccountID, Endpoint: t.Endpoint, AppVersion: t.AppVersion, TargetVersion: t.TargetVersion,
-		Health: t.Health, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt,
+		PinnedRelease: t.Attributes[rollout.AttrPinned], Health: t.Health, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt,
 	}
 }
 
@@ -214,6 +218,12 @@ func actionNamed(name string) (action, bool) {
 func (a *API) tenantAction(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	name := r.PathValue("action")
+	switch name {
+	case "pin", "unpin":
+		// The rollout engine's, with a body of their own (no reason).
+		a.tenantPin(w, r, name)
+		return
+	}
 	act, ok := actionNamed(name)
 	if !ok {
 		writeError(ctx, w, errRoute)

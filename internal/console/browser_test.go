@@ -16,8 +16,8 @@ import (
 // TestConsoleInBrowser drives the console in a real chromium over a seeded
 // fleet of 6,000 tenants: log in, read the overview's counts, search for a
 // tenant, open its page and its health chart, show that a tenant named
-// <script>alert(1)</script> is text, never code, and read the previews
-// page's pool counts.
+// <script>alert(1)</script> is text, never code, read the previews
+// page's pool counts, and read a rollout's waves, gates and log.
 func TestConsoleInBrowser(t *testing.T) {
 	now := time.Now().UTC()
 	tenants := fleetTenants(6000, now)
@@ -25,7 +25,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	evil.Name = `<script>alert(1)</script>`
 	target := tenants[4321]
 	began := time.Now()
-	f := newFixture(t, tenants, func(f *fixture, d *Deps, o *Options) { d.Pool = f.store; o.PoolTarget = 4 })
+	f := newFixture(t, tenants, func(f *fixture, d *Deps, o *Options) { d.Pool, d.Rollouts = f.store, f.store; o.PoolTarget = 4 })
 	// A small pool, before the console first reads the fleet: one lease
 	// (to a repository named like markup), one quarantined, one free.
 	accts := addPoolAccounts(t, f.store, 1, 3)
@@ -33,6 +33,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		n.Endpoint = "https://pr-evil-1.preview.example.com/"
 	})
 	quarantine(t, f.store, accts[1], "reset failed", 3, "table orders-x")
+	seedRollouts(t, f.store)
 	t.Logf("seeded %d tenants and a pool in %v", len(tenants), time.Since(began))
 	var rollups []registry.Rollup
 	for h := range 36 {
@@ -166,5 +167,31 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	t.Logf("read the previews page at %v", time.Since(began))
 	browser.Screenshot(t, ctx, "previews")
+
+	// The rollouts page: the live rollout's waves and gates, its log, and
+	// its markup-laden texts as text; then an older one from the list.
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`nav a[href="/rollouts"]`)), chromedp.WaitVisible(chromedp.ID("waves"))); err != nil {
+		t.Fatalf("open the rollouts page: %v", err)
+	}
+	if got := text(`#rollout-release`); got != "rel-<b>new</b>" {
+		t.Errorf("the release shows %q", got)
+	}
+	if waves := text(`#waves`); !strings.Contains(waves, "pass") || !strings.Contains(waves, "halt") || !strings.Contains(waves, "<em>w2</em>") {
+		t.Errorf("the waves show %q", waves)
+	}
+	if notes := text(`#notes`); !strings.Contains(notes, "halt and roll back") {
+		t.Errorf("the log shows %q", notes)
+	}
+	browser.Screenshot(t, ctx, "rollouts")
+	if err := chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS(`#rollouts a[href="/rollouts?id=ro-old"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#rollout[data-rollout="ro-old"]`)),
+	); err != nil {
+		t.Fatalf("open ro-old from the list: %v", err)
+	}
+	if got := text(`#rollout-state`); got != "completed" {
+		t.Errorf("ro-old is %q", got)
+	}
+	t.Logf("read the rollouts page at %v", time.Since(began))
 	dialogs.AssertNone(t)
 }

@@ -1,7 +1,8 @@
 // Package console is silo's operations console: server-rendered HTML pages
 // over the whole fleet (overview, tenant list with search and filters,
 // tenant detail with health history, audit and cost, the preview pool and
-// its leases), behind operator login.
+// its leases, rollouts with their waves, gates and tenants), behind
+// operator login.
 //
 // The pages render from an in-memory snapshot of every tenant that is
 // refreshed lazily by the requests themselves, so the console needs no
@@ -50,6 +51,8 @@ type Deps struct {
 	// Pool lists the preview pool's accounts; nil shows the pool as not
 	// configured.
 	Pool poolSource
+	// Rollouts reads the rollouts; nil shows them as not configured.
+	Rollouts rolloutSource
 	// Log receives the console's logs; slog.Default() when nil.
 	Log *slog.Logger
 }
@@ -162,7 +165,7 @@ func (c *Console) routes() {
 	m.Handle("GET "+p+"/tenants", c.page(c.tenants))
 	m.Handle("GET "+p+"/tenants/{id}", c.page(c.tenant))
 	m.Handle("GET "+p+"/previews", c.page(c.previews))
-	m.Handle("GET "+p+"/rollouts", c.page(c.placeholder("Rollouts", "Rollouts are filled in by issue 8.")))
+	m.Handle("GET "+p+"/rollouts", c.page(c.rollouts))
 	m.Handle(p+"/", c.page(func(w http.ResponseWriter, r *http.Request, v *view) error {
 		return errNotFound("There is no page at this address.")
 	}))

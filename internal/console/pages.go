@@ -459,13 +459,3 @@ func (c *Console) tenant(w http.ResponseWriter, r *http.Request, v *view) error 
 	v.Title, v.Page, v.Nav, v.Data = t.Name+" ("+t.ID+")", "tenant", "tenants", d
 	return nil
 }
-
-func (c *Console) placeholder(title, text string) func(http.ResponseWriter, *http.Request, *view) error {
-	return func(w http.ResponseWriter, r *http.Request, v *view) error {
-		if _, problems := params(r); len(problems) > 0 {
-			return errBadRequest(problems...)
-		}
-		v.Title, v.Page, v.Nav, v.Data = title, "placeholder", strings.ToLower(title), text
-		return nil
-	}
-}

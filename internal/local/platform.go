@@ -275,7 +275,8 @@ func (p *Platform) startAPI(addr string) error {
 	}
 	handler, err := api.New(api.Deps{
 		Registry: p.Registry, Kick: p.Runner.Kick, Retry: p.Control.Reconciler.Retry,
-		Previews: p.Previews, Verifier: verifier, Log: p.log,
+		Previews: p.Previews, Rollouts: p.Rollouts, Releases: p.Control.Releases(),
+		Verifier: verifier, Log: p.log,
 	}, api.Options{StatusSecret: secret, BaseURL: base})
 	if err != nil {
 		ln.Close()
@@ -315,7 +316,7 @@ func (p *Platform) startConsole(ctx context.Context, addr string, mgmt aws.Confi
 		return err
 	}
 	p.console, err = console.New(console.Deps{
-		Registry: p.Registry, Pool: p.Registry, Verifier: verifier, Log: p.log,
+		Registry: p.Registry, Pool: p.Registry, Rollouts: p.Registry, Verifier: verifier, Log: p.log,
 		Costs: console.NewCostExplorer(mgmt, 0),
 		OUs:   console.NewOULookup(organizations.NewFromConfig(mgmt)),
 	}, console.Options{RefreshEvery: 2 * time.Second, AutoRefresh: 5 * time.Second, PoolTarget: poolTarget})

@@ -25,7 +25,9 @@ type StackSetReleases struct {
 	Template []byte
 }
 
-// Publish implements Releases.
+// Publish implements Releases. It returns the release as the catalog
+// holds it: a build published before keeps its first record (its source
+// and time), since the same content is the same release.
 func (r StackSetReleases) Publish(ctx context.Context, code []byte, source string) (registry.Release, error) {
 	rel, err := r.StackSets.Publish(ctx, r.Template, code)
 	if err != nil {
@@ -35,7 +37,11 @@ func (r StackSetReleases) Publish(ctx context.Context, code []byte, source strin
 	if err := r.Registry.PutRelease(ctx, out); err != nil {
 		return registry.Release{}, err
 	}
-	return out, nil
+	stored, err := r.Registry.GetRelease(ctx, out.Version)
+	if err != nil {
+		return registry.Release{}, err
+	}
+	return *stored, nil
 }
 
 // S3Artifacts reads builds from S3 with the control plane's credentials.
