@@ -123,7 +123,9 @@ func Rollout(ctx context.Context, o RolloutOptions, progress io.Writer) (*Rollou
 		ManagementAccount: org.ManagementAccountID, ProductionOU: "ou-bench", SuspendedOU: "ou-bench-suspended",
 		Release: base, EmailPattern: "{tenant}@bench.example",
 	}, vending.Deps{Registry: reg, Deployer: sim, Log: log,
-		Endpoint: func(_ context.Context, t *registry.Tenant, _ map[string]string) (string, error) { return t.Endpoint, nil }})
+		Endpoint: func(_ context.Context, t *registry.Tenant, _ map[string]string) (string, error) {
+			return t.Endpoint, nil
+		}})
 	if err != nil {
 		return nil, err
 	}
