@@ -50,7 +50,7 @@ func wave(rel Release, version string, accounts map[string]string) map[string]ma
 // operation, re-issues it as after a crash, and checks that bad input is
 // refused before any call.
 func TestUpdateInstances(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	f := setup(ctx, t)
 	f.m.opts.ApplyUpdates = true
@@ -161,7 +161,7 @@ func TestUpdateInstances(t *testing.T) {
 // checks that Wait reports it as a failed instance, with the failure
 // tolerance deciding whether the accounts after it are attempted.
 func TestUpdateInstancesFailure(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	f := setup(ctx, t)
 	f.m.opts.ApplyUpdates = true
@@ -293,7 +293,7 @@ func TestUpdateInstancesRequests(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			fake := &fakeCFN{}
 			m := New(fake, nil, nil, "eu-west-1", quiet(), tc.opts)
-			id, err := m.UpdateInstances(context.Background(), "wave-1", "eu-west-1", params, tc.prefs)
+			id, err := m.UpdateInstances(t.Context(), "wave-1", "eu-west-1", params, tc.prefs)
 			if err != nil || id != "wave-1" {
 				t.Fatalf("UpdateInstances = %q, %v", id, err)
 			}
@@ -336,7 +336,7 @@ func TestUpdateInstancesRejects(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			fake := &fakeCFN{}
 			m := New(fake, nil, nil, "us-east-1", quiet(), Options{})
-			id, err := m.UpdateInstances(context.Background(), tc.opID, "us-east-1", tc.params, tc.prefs)
+			id, err := m.UpdateInstances(t.Context(), tc.opID, "us-east-1", tc.params, tc.prefs)
 			if err == nil || id != "" || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("UpdateInstances = %q, %v; want an error with %q", id, err, tc.want)
 			}
