@@ -78,3 +78,48 @@ func (s *Store) GetRelease(ctx context.Context, version string) (*Release, error
 	}
 	return &it.Release, nil
 }
+
+// currentReleaseKey holds the release new tenants get. It is not under
+// RELEASE#: versions are content hashes, and no name of this item's may
+// ever be mistaken for one.
+const currentReleaseKey = "CURRENT_RELEASE"
+
+// SetCurrentRelease makes version the release new tenants are deployed
+// with; a rollout that completes sets it, so that tenants vended after it
+// do not start on the release it replaced.
+func (s *Store) SetCurrentRelease(ctx context.Context, version, by string) error {
+	if version == "" {
+		return &FieldError{"release", "is required"}
+	}
+	item, err := attributevalue.MarshalMap(map[string]any{
+		attrPK: currentReleaseKey, attrSK: skMeta, "version": version, "set_by": by, "set_at": s.now(),
+	})
+	if err != nil {
+		return err
+	}
+	if _, err := s.db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
+		{Put: &types.Put{TableName: aws.String(s.table), Item: item}},
+	}}); err != nil {
+		return fmt.Errorf("set the current release: %w", err)
+	}
+	return nil
+}
+
+// CurrentRelease returns the release set by SetCurrentRelease, or "".
+func (s *Store) CurrentRelease(ctx context.Context) (string, error) {
+	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName: aws.String(s.table), ConsistentRead: aws.Bool(true), Key: keyOf(currentReleaseKey, skMeta),
+	})
+	if err != nil {
+		return "", fmt.Errorf("read the current release: %w", err)
+	}
+	var v struct {
+		Version string `dynamodbav:"version"`
+	}
+	if out.Item != nil {
+		if err := attributevalue.UnmarshalMap(out.Item, &v); err != nil {
+			return "", fmt.Errorf("decode the current release: %w", err)
+		}
+	}
+	return v.Version, nil
+}

@@ -579,6 +579,12 @@ func (e *Engine) step(ctx context.Context, r *registry.Rollout) (bool, error) {
 	case registry.WaveGating:
 		return false, e.gate(ctx, r)
 	case registry.WavePassed:
+		if r.Current == len(r.Waves)-1 {
+			// Tenants vended from now on start on the release the fleet runs.
+			if err := e.d.Registry.SetCurrentRelease(ctx, r.Release, "rollout "+r.ID); err != nil {
+				return false, err
+			}
+		}
 		_, err := e.update(ctx, r, func(n *registry.Rollout) {
 			if n.Current == len(n.Waves)-1 {
 				n.State, n.Reason = registry.RolloutCompleted, ""

@@ -199,6 +199,7 @@ func TestRollouts(t *testing.T) {
 	f := startFleet(t)
 	base := f.tenant(t, f.ids[0]).AppVersion
 	pinned := f.ids[5]
+	var good2 string // the last release a rollout completed
 
 	t.Run("good release in waves, pinned tenant left alone", func(t *testing.T) {
 		ctx, stop := context.WithCancel(t.Context())
@@ -264,7 +265,7 @@ func TestRollouts(t *testing.T) {
 	})
 
 	t.Run("crash mid-wave resumes without updating a tenant twice", func(t *testing.T) {
-		good2 := f.publish(t, "good-2", false)
+		good2 = f.publish(t, "good-2", false)
 		since := time.Now()
 		ctx1, crash := context.WithCancel(t.Context())
 		e1, wait1 := f.engine(ctx1)
@@ -380,6 +381,30 @@ func TestRollouts(t *testing.T) {
 			if why := types["rollout.rolled_back"]; !strings.Contains(why, prev.AppVersion) {
 				t.Errorf("canary %s: rollback event %q", tn.ID, why)
 			}
+		}
+	})
+	t.Run("a tenant vended after the rollouts starts on the completed release", func(t *testing.T) {
+		if good2 == "" {
+			t.Fatal("no rollout completed before")
+		}
+		cur, err := f.p.Registry.CurrentRelease(t.Context())
+		if err != nil || cur != good2 {
+			t.Fatalf("current release %q (%v); want %s, the last completed rollout's, not the rolled-back one", cur, err, good2)
+		}
+		spec := registry.Spec{ID: "late", Name: "Late", Email: "late@example.com", Tier: registry.TierStandard, Region: f.p.Info.Region}
+		if _, _, err := f.p.Registry.Create(t.Context(), spec, "", "test"); err != nil {
+			t.Fatal(err)
+		}
+		f.p.Runner.Kick(spec.ID)
+		f.eventually(t, 2*time.Minute, "the late tenant ACTIVE", func() (bool, error) {
+			tn, err := f.p.Registry.Get(t.Context(), spec.ID)
+			if err == nil && tn.State == registry.StateFailed {
+				return false, fmt.Errorf("failed: %s", tn.Reason)
+			}
+			return err == nil && tn.State == registry.StateActive, err
+		})
+		if tn := f.tenant(t, spec.ID); tn.AppVersion != good2 {
+			t.Errorf("the late tenant runs %s, want %s", tn.AppVersion, good2)
 		}
 	})
 }

@@ -115,13 +115,18 @@ func (r *Reconciler) returnToPool(ctx context.Context, t *registry.Tenant) (*reg
 	return next, nil
 }
 
-// targetRelease names the release t should run: its target, or the
-// current release for a tenant without one.
-func (r *Reconciler) targetRelease(t *registry.Tenant) string {
+// targetRelease names the release t should run: its target; for a
+// tenant without one, the current release a completed rollout set, or the
+// configured one.
+func (r *Reconciler) targetRelease(ctx context.Context, t *registry.Tenant) (string, error) {
 	if t.TargetVersion != "" {
-		return t.TargetVersion
+		return t.TargetVersion, nil
 	}
-	return r.cfg.Release.Version
+	cur, err := r.d.Registry.CurrentRelease(ctx)
+	if err != nil || cur != "" {
+		return cur, err
+	}
+	return r.cfg.Release.Version, nil
 }
 
 // ErrUnknownRelease marks a release the catalog does not have.
@@ -164,7 +169,10 @@ func updateOpID(tenant, version string, attempt int) string {
 func (r *Reconciler) update(ctx context.Context, t *registry.Tenant) (*registry.Tenant, error) {
 	if t.Operation == "" || t.Attributes[attrDeployRelease] == "" {
 		n, _ := strconv.Atoi(t.Attributes[attrUpdateAttempt])
-		want := r.targetRelease(t)
+		want, err := r.targetRelease(ctx, t)
+		if err != nil {
+			return nil, err
+		}
 		recorded, err := r.d.Registry.Update(ctx, t, registry.Change{Actor: r.cfg.Actor, Type: "update_started",
 			Detail: map[string]string{"release": want},
 			Mutate: func(m *registry.Tenant) {

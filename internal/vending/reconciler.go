@@ -516,7 +516,10 @@ func (r *Reconciler) prepare(ctx context.Context, t *registry.Tenant) (*registry
 	// with the move to DEPLOYING, with the release it deploys: a crash
 	// before or after issuing it finds the same operation again.
 	attempt := attemptOf(t)
-	rel := r.targetRelease(t)
+	rel, err := r.targetRelease(ctx, t)
+	if err != nil {
+		return nil, err
+	}
 	return r.transition(ctx, t, registry.StateDeploying, "", func(n *registry.Tenant) {
 		n.Operation = deployOpID(n.ID, attempt)
 		setAttr(n, attrDeployRelease, rel)
@@ -552,7 +555,10 @@ func (r *Reconciler) deploy(ctx context.Context, t *registry.Tenant) (*registry.
 	op := t.Operation
 	if op == "" || t.Attributes[attrDeployRelease] == "" {
 		attempt := attemptOf(t)
-		want := r.targetRelease(t)
+		want, err := r.targetRelease(ctx, t)
+		if err != nil {
+			return nil, err
+		}
 		recorded, err := r.d.Registry.Update(ctx, t, registry.Change{Mutate: func(n *registry.Tenant) {
 			if n.Operation == "" {
 				n.Operation = deployOpID(n.ID, attempt)
