@@ -210,18 +210,9 @@ func (s *Store) GetPoolAccount(ctx context.Context, accountID string) (*PoolAcco
 	if err := ValidateAccountID(accountID); err != nil {
 		return nil, err
 	}
-	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
-		TableName: aws.String(s.table), ConsistentRead: aws.Bool(true), Key: keyOf(prefixAccount+accountID, skMeta),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("get pool account %s: %w", accountID, err)
-	}
-	if out.Item == nil {
-		return nil, fmt.Errorf("pool account %s: %w", accountID, ErrNotFound)
-	}
 	var it poolItem
-	if err := attributevalue.UnmarshalMap(out.Item, &it); err != nil {
-		return nil, fmt.Errorf("decode pool account %s: %w", accountID, err)
+	if err := s.getItem(ctx, prefixAccount+accountID, "pool account "+accountID, &it); err != nil {
+		return nil, err
 	}
 	return it.account(), nil
 }

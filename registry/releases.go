@@ -63,18 +63,9 @@ func (s *Store) GetRelease(ctx context.Context, version string) (*Release, error
 	if version == "" {
 		return nil, &FieldError{"release", "is required"}
 	}
-	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
-		TableName: aws.String(s.table), ConsistentRead: aws.Bool(true), Key: keyOf(prefixRelease+version, skMeta),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("get release %s: %w", version, err)
-	}
-	if out.Item == nil {
-		return nil, fmt.Errorf("release %q: %w", version, ErrNotFound)
-	}
 	var it releaseItem
-	if err := attributevalue.UnmarshalMap(out.Item, &it); err != nil {
-		return nil, fmt.Errorf("decode release %s: %w", version, err)
+	if err := s.getItem(ctx, prefixRelease+version, fmt.Sprintf("release %q", version), &it); err != nil {
+		return nil, err
 	}
 	return &it.Release, nil
 }

@@ -384,18 +384,9 @@ func (s *Store) GetRollout(ctx context.Context, id string) (*Rollout, error) {
 	if err := ValidateRolloutID(id); err != nil {
 		return nil, err
 	}
-	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
-		TableName: aws.String(s.table), ConsistentRead: aws.Bool(true), Key: keyOf(prefixRollout+id, skMeta),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("get rollout %s: %w", id, err)
-	}
-	if out.Item == nil {
-		return nil, fmt.Errorf("rollout %s: %w", id, ErrNotFound)
-	}
 	var it rolloutItem
-	if err := attributevalue.UnmarshalMap(out.Item, &it); err != nil {
-		return nil, fmt.Errorf("decode rollout %s: %w", id, err)
+	if err := s.getItem(ctx, prefixRollout+id, "rollout "+id, &it); err != nil {
+		return nil, err
 	}
 	return it.rollout(), nil
 }

@@ -354,20 +354,29 @@ func (s *Store) Get(ctx context.Context, id string) (*Tenant, error) {
 	if err := ValidateID(id); err != nil {
 		return nil, err
 	}
-	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
-		TableName: aws.String(s.table), ConsistentRead: aws.Bool(true), Key: keyOf(prefixTenant+id, skMeta),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("get tenant %s: %w", id, err)
-	}
-	if out.Item == nil {
-		return nil, fmt.Errorf("tenant %q: %w", id, ErrNotFound)
-	}
 	var it tenantItem
-	if err := attributevalue.UnmarshalMap(out.Item, &it); err != nil {
-		return nil, fmt.Errorf("decode tenant %s: %w", id, err)
+	if err := s.getItem(ctx, prefixTenant+id, fmt.Sprintf("tenant %q", id), &it); err != nil {
+		return nil, err
 	}
 	return it.tenant(), nil
+}
+
+// getItem reads the META item of pk (strongly consistent) into out; a
+// missing item is an ErrNotFound error naming what.
+func (s *Store) getItem(ctx context.Context, pk, what string, out any) error {
+	res, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName: aws.String(s.table), ConsistentRead: aws.Bool(true), Key: keyOf(pk, skMeta),
+	})
+	if err != nil {
+		return fmt.Errorf("get %s: %w", what, err)
+	}
+	if res.Item == nil {
+		return fmt.Errorf("%s: %w", what, ErrNotFound)
+	}
+	if err := attributevalue.UnmarshalMap(res.Item, out); err != nil {
+		return fmt.Errorf("decode %s: %w", what, err)
+	}
+	return nil
 }
 
 // ValidateAccountID checks a 12-digit AWS account id.
