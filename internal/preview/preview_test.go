@@ -241,6 +241,10 @@ func TestConcurrentUpsShareThePool(t *testing.T) {
 	if t.Failed() {
 		t.FailNow()
 	}
+	// Nothing is released until the whole pool is leased: releasing the
+	// first ready preview while the pool pass has not yet leased the last
+	// accounts (a slow machine) would make "10 at once" a race.
+	e.waitPool(t, registry.PoolLeased, 10)
 	// Serve them all: release each preview as soon as it is ready.
 	accountsUsed := map[string]int{}
 	served := map[string]bool{}
