@@ -17,7 +17,7 @@ import (
 )
 
 func newLocalCmd() *cobra.Command {
-	var readyFile, apiAddr, consoleAddr string
+	var readyFile, apiAddr, consoleAddr, logLevel string
 	var exit, asJSON, verbose, demo bool
 	var probeEvery time.Duration
 	var poolSize int
@@ -55,6 +55,11 @@ after the summary.`,
 			level := slog.LevelWarn
 			if verbose {
 				level = slog.LevelInfo
+			}
+			if logLevel != "" {
+				if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+					return usageError{fmt.Errorf("--log-level %q: want debug, info, warn or error", logLevel)}
+				}
 			}
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
 			began := time.Now()
@@ -110,7 +115,8 @@ after the summary.`,
 	cmd.Flags().BoolVar(&demo, "demo", false, "sign three tenants up and exercise their endpoints")
 	cmd.Flags().BoolVar(&exit, "exit", false, "stop after the summary (for CI)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the connection details as JSON")
-	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "log progress")
+	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "log progress (--log-level info)")
+	cmd.Flags().StringVar(&logLevel, "log-level", "", "log at this level and above: debug, info, warn (the default) or error")
 	return cmd
 }
 

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -66,6 +67,14 @@ type Options struct {
 	// SignupBurst (DefaultSignupBurst when zero).
 	SignupRate  rate.Limit
 	SignupBurst int
+	// DomainSignupRate is how many signups per second may name an email
+	// address of one registrable domain (a@x.evil.example and
+	// b@y.evil.example are one domain, evil.example), whatever client sends
+	// them (DefaultDomainSignupRate when zero; rate.Inf for no limit), with
+	// bursts of DomainSignupBurst (DefaultDomainSignupBurst when zero). A
+	// replayed signup, or one the registry refuses, gives its token back.
+	DomainSignupRate  rate.Limit
+	DomainSignupBurst int
 	// MaxBody is the largest request body accepted (DefaultMaxBody when zero).
 	MaxBody int64
 	// MaxClients bounds the rate limiter's memory (DefaultMaxClients when zero).
@@ -76,8 +85,11 @@ type Options struct {
 const (
 	DefaultSignupRate  rate.Limit = 0.2 // one every five seconds, sustained
 	DefaultSignupBurst            = 5
-	DefaultMaxBody                = 64 << 10
-	DefaultMaxClients             = 10000
+	// 20 an hour per email domain, sustained.
+	DefaultDomainSignupRate  rate.Limit = 20.0 / 3600
+	DefaultDomainSignupBurst            = 10
+	DefaultMaxBody                      = 64 << 10
+	DefaultMaxClients                   = 10000
 )
 
 // API is the HTTP API. It is safe for concurrent use.
@@ -86,8 +98,14 @@ type API struct {
 	o      Options
 	status statusTokens
 	limits *limiter
-	mux    *http.ServeMux
-	h      http.Handler
+	// domains is the signup budget per registrable email domain, shared by
+	// every client.
+	domains *limiter
+	mux     *http.ServeMux
+	h       http.Handler
+	// endpoints are the "METHOD /pattern" of every route registered, for
+	// Endpoints.
+	endpoints []string
 }
 
 // New returns the API.
@@ -107,6 +125,12 @@ func New(d Deps, o Options) (*API, error) {
 	if o.SignupBurst == 0 {
 		o.SignupBurst = DefaultSignupBurst
 	}
+	if o.DomainSignupRate == 0 {
+		o.DomainSignupRate = DefaultDomainSignupRate
+	}
+	if o.DomainSignupBurst == 0 {
+		o.DomainSignupBurst = DefaultDomainSignupBurst
+	}
 	if o.MaxBody == 0 {
 		o.MaxBody = DefaultMaxBody
 	}
@@ -115,9 +139,10 @@ func New(d Deps, o Options) (*API, error) {
 	}
 	a := &API{
 		d: d, o: o,
-		status: statusTokens{secret: o.StatusSecret},
-		limits: newLimiter(o.SignupRate, o.SignupBurst, o.MaxClients),
-		mux:    http.NewServeMux(),
+		status:  statusTokens{secret: o.StatusSecret},
+		limits:  newLimiter(o.SignupRate, o.SignupBurst, o.MaxClients),
+		domains: newLimiter(o.DomainSignupRate, o.DomainSignupBurst, o.MaxClients),
+		mux:     http.NewServeMux(),
 	}
 	a.routes()
 	a.h = a.withRequest(a.mux)
@@ -148,12 +173,38 @@ func (rt route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h(w, r)
 }
 
+// handle registers rt at pattern and records its endpoints. Every route
+// goes through here: the authorization matrix test compares Endpoints with
+// the documented matrix, so a route registered any other way would escape it.
+func (a *API) handle(pattern string, rt route) {
+	for m := range rt {
+		a.endpoints = append(a.endpoints, m+" "+pattern)
+	}
+	a.mux.Handle(pattern, rt)
+}
+
+// Endpoints lists every endpoint the API serves as "METHOD /pattern"
+// ("POST /v1/tenants/{id}/suspend"), sorted.
+func (a *API) Endpoints() []string {
+	out := slices.Clone(a.endpoints)
+	slices.Sort(out)
+	return out
+}
+
 func (a *API) routes() {
-	a.mux.Handle("/v1/signup", route{http.MethodPost: a.signup})
-	a.mux.Handle("/v1/tenants", route{http.MethodGet: a.listTenants})
-	a.mux.Handle("/v1/tenants/{id}", route{http.MethodGet: a.getTenant})
-	a.mux.Handle("/v1/tenants/{id}/events", route{http.MethodGet: a.tenantEvents})
-	a.mux.Handle("/v1/tenants/{id}/{action}", route{http.MethodPost: a.tenantAction})
+	a.handle("/v1/signup", route{http.MethodPost: a.signup})
+	a.handle("/v1/tenants", route{http.MethodGet: a.listTenants})
+	a.handle("/v1/tenants/{id}", route{http.MethodGet: a.getTenant})
+	a.handle("/v1/tenants/{id}/events", route{http.MethodGet: a.tenantEvents})
+	// One route per action, not a {action} wildcard, so that Endpoints
+	// names each and the authorization matrix (docs/security.md) has a row
+	// for each.
+	for _, name := range []string{"suspend", "resume", "retry", "redeploy", "decommission"} {
+		a.handle("/v1/tenants/{id}/"+name, route{http.MethodPost: a.tenantAction(name)})
+	}
+	for _, name := range []string{"pin", "unpin"} {
+		a.handle("/v1/tenants/{id}/"+name, route{http.MethodPost: func(w http.ResponseWriter, r *http.Request) { a.tenantPin(w, r, name) }})
+	}
 	a.previewRoutes()
 	a.rolloutRoutes()
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

@@ -111,6 +111,9 @@ func newAPI(t *testing.T, store *registry.Store, db *dynamodb.Client, o Options)
 	if o.SignupRate == 0 {
 		o.SignupRate = rate.Inf
 	}
+	if o.DomainSignupRate == 0 {
+		o.DomainSignupRate = rate.Inf
+	}
 	f.api, err = New(Deps{
 		Registry: store,
 		Kick:     f.calls.kick,

@@ -112,7 +112,7 @@ func TestLimiterMemoryIsBounded(t *testing.T) {
 	for i := range 1000 {
 		l.allow(fmt.Sprintf("client-%d", i), now)
 	}
-	if n := len(l.clients); n > 100 {
+	if n := len(l.buckets); n > 100 {
 		t.Errorf("limiter tracks %d clients, want at most 100", n)
 	}
 }

@@ -50,9 +50,9 @@ type PreviewDownRequest struct {
 }
 
 func (a *API) previewRoutes() {
-	a.mux.Handle("/v1/previews", route{http.MethodPost: a.previewUp, http.MethodGet: a.previewList})
-	a.mux.Handle("/v1/previews/{id}", route{http.MethodGet: a.previewGet, http.MethodDelete: a.previewDown})
-	a.mux.Handle("/v1/previews/{id}/extend", route{http.MethodPost: a.previewExtend})
+	a.handle("/v1/previews", route{http.MethodPost: a.previewUp, http.MethodGet: a.previewList})
+	a.handle("/v1/previews/{id}", route{http.MethodGet: a.previewGet, http.MethodDelete: a.previewDown})
+	a.handle("/v1/previews/{id}/extend", route{http.MethodPost: a.previewExtend})
 }
 
 var errNoPreviews = fail(http.StatusNotFound, CodeNotFound, "previews are not enabled on this API")

@@ -10,66 +10,103 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/net/publicsuffix"
 	"golang.org/x/time/rate"
 )
 
-// limiter is a token bucket per client. Its memory is bounded: when it
-// tracks too many clients it forgets the ones whose bucket has refilled
-// (forgetting them costs nothing: they would start full anyway).
+// limiter is a token bucket per key (a client, an email domain). Its memory
+// is bounded: when it tracks too many keys it forgets the ones whose bucket
+// has refilled (forgetting them costs nothing: they would start full anyway).
+//
+// It is its own small bucket rather than rate.Limiter because a signup may
+// hand its token back (refund) after the registry answered, and
+// rate.Reservation.CancelAt restores nothing once the reservation's time
+// has passed, which it has by then.
 type limiter struct {
 	every rate.Limit
 	burst int
 	max   int
 
 	mu      sync.Mutex
-	clients map[string]*rate.Limiter
+	buckets map[string]*bucket
+}
+
+// bucket holds tokens as of last.
+type bucket struct {
+	tokens float64
+	last   time.Time
 }
 
 func newLimiter(every rate.Limit, burst, max int) *limiter {
-	return &limiter{every: every, burst: burst, max: max, clients: map[string]*rate.Limiter{}}
+	return &limiter{every: every, burst: burst, max: max, buckets: map[string]*bucket{}}
 }
 
-// allow takes a token for client at now, or says how long until one is there.
-func (l *limiter) allow(client string, now time.Time) (bool, time.Duration) {
+// refill brings b up to now.
+func (l *limiter) refill(b *bucket, now time.Time) {
+	if now.After(b.last) {
+		b.tokens = min(float64(l.burst), b.tokens+now.Sub(b.last).Seconds()*float64(l.every))
+		b.last = now
+	}
+}
+
+// allow takes a token for key at now, or says how long until one is there.
+func (l *limiter) allow(key string, now time.Time) (bool, time.Duration) {
 	if l.every == rate.Inf {
 		return true, 0
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	lim, ok := l.clients[client]
+	b, ok := l.buckets[key]
 	if !ok {
-		if len(l.clients) >= l.max {
+		if len(l.buckets) >= l.max {
 			l.sweep(now)
 		}
-		lim = rate.NewLimiter(l.every, l.burst)
-		l.clients[client] = lim
+		b = &bucket{tokens: float64(l.burst), last: now}
+		l.buckets[key] = b
 	}
-	res := lim.ReserveN(now, 1)
-	if !res.OK() {
+	l.refill(b, now)
+	if b.tokens >= 1 {
+		b.tokens--
+		return true, 0
+	}
+	if l.every <= 0 {
 		return false, time.Hour
 	}
-	if d := res.DelayFrom(now); d > 0 {
-		res.CancelAt(now)
-		return false, d
+	return false, time.Duration((1 - b.tokens) / float64(l.every) * float64(time.Second))
+}
+
+// refund gives back a token allow took for key: the request it paid for
+// turned out to cost nothing (a replay, a body the registry refused).
+func (l *limiter) refund(key string, now time.Time) {
+	if l.every == rate.Inf {
+		return
 	}
-	return true, 0
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b, ok := l.buckets[key]
+	if !ok {
+		return // forgotten by a sweep: it is full again anyway
+	}
+	l.refill(b, now)
+	b.tokens = min(float64(l.burst), b.tokens+1)
 }
 
 func (l *limiter) sweep(now time.Time) {
-	for k, lim := range l.clients {
-		if lim.TokensAt(now) >= float64(l.burst) {
-			delete(l.clients, k)
+	for k, b := range l.buckets {
+		l.refill(b, now)
+		if b.tokens >= float64(l.burst) {
+			delete(l.buckets, k)
 		}
 	}
 	// Everyone is busy: drop an arbitrary half rather than grow without
-	// bound. Those clients get a fresh bucket, which is the lesser harm.
-	if len(l.clients) >= l.max {
+	// bound. Those keys get a fresh bucket, which is the lesser harm.
+	if len(l.buckets) >= l.max {
 		n := 0
-		for k := range l.clients {
-			if n >= len(l.clients)/2 {
+		for k := range l.buckets {
+			if n >= len(l.buckets)/2 {
 				break
 			}
-			delete(l.clients, k)
+			delete(l.buckets, k)
 			n++
 		}
 	}
@@ -104,4 +141,18 @@ func clientKey(r *http.Request, trustForwarded bool) string {
 		return ip.Unmap().String()
 	}
 	return host
+}
+
+// emailDomain is the budget key of a signup's email: its registrable domain
+// (eTLD+1, by the public suffix list), so a@x.evil.example and
+// b@y.evil.example share one. An address without a usable domain keys by
+// what follows its last "@" (the registry then refuses it, and the token
+// is refunded).
+func emailDomain(email string) string {
+	email = strings.ToLower(strings.TrimSpace(email))
+	domain := strings.TrimSuffix(email[strings.LastIndexByte(email, '@')+1:], ".")
+	if d, err := publicsuffix.EffectiveTLDPlusOne(domain); err == nil {
+		return d
+	}
+	return domain
 }

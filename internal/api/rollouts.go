@@ -125,12 +125,12 @@ type RolloutDetail struct {
 const DefaultRolloutList = 20
 
 func (a *API) rolloutRoutes() {
-	a.mux.Handle("/v1/releases", route{http.MethodPost: a.releasePublish})
-	a.mux.Handle("/v1/rollouts", route{http.MethodPost: a.rolloutStart, http.MethodGet: a.rolloutList})
-	a.mux.Handle("/v1/rollouts/{id}", route{http.MethodGet: a.rolloutGet})
-	a.mux.Handle("/v1/rollouts/{id}/pause", route{http.MethodPost: a.rolloutPause})
-	a.mux.Handle("/v1/rollouts/{id}/resume", route{http.MethodPost: a.rolloutResume})
-	a.mux.Handle("/v1/rollouts/{id}/abort", route{http.MethodPost: a.rolloutAbort})
+	a.handle("/v1/releases", route{http.MethodPost: a.releasePublish})
+	a.handle("/v1/rollouts", route{http.MethodPost: a.rolloutStart, http.MethodGet: a.rolloutList})
+	a.handle("/v1/rollouts/{id}", route{http.MethodGet: a.rolloutGet})
+	a.handle("/v1/rollouts/{id}/pause", route{http.MethodPost: a.rolloutPause})
+	a.handle("/v1/rollouts/{id}/resume", route{http.MethodPost: a.rolloutResume})
+	a.handle("/v1/rollouts/{id}/abort", route{http.MethodPost: a.rolloutAbort})
 }
 
 var (

@@ -90,8 +90,11 @@ func jsonProblem(err error) string {
 	return "malformed JSON"
 }
 
-// signup registers a tenant. Order of checks: rate limit, idempotency key,
-// body, then the registry. A refused request writes nothing.
+// signup registers a tenant. Order of checks: the client's rate limit,
+// idempotency key, body, the email domain's rate limit, then the registry.
+// A refused request writes nothing. The domain's token is given back when
+// the signup created nothing: a replay answered from the registry, or a
+// body the registry refused, so neither eats the domain's budget.
 func (a *API) signup(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	if ok, wait := a.limits.allow(clientKey(r, a.o.TrustForwardedFor), a.d.Now()); !ok {
@@ -113,7 +116,16 @@ func (a *API) signup(w http.ResponseWriter, r *http.Request) {
 		writeError(ctx, w, err)
 		return
 	}
+	domain := emailDomain(req.Email)
+	if ok, wait := a.domains.allow(domain, a.d.Now()); !ok {
+		w.Header().Set("Retry-After", retryAfter(wait))
+		writeError(ctx, w, fail(http.StatusTooManyRequests, CodeRateLimited, "too many signups for email addresses of this domain; retry later"))
+		return
+	}
 	t, created, err := a.create(r, req, key)
+	if _, refused := errors.AsType[*apiError](err); err == nil && !created || refused {
+		a.domains.refund(domain, a.d.Now())
+	}
 	if err != nil {
 		writeError(ctx, w, err)
 		return

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"fmt"
 	"net/http"
 	"regexp"
 	"strings"
@@ -206,5 +207,81 @@ func TestSignupRateLimit(t *testing.T) {
 				t.Errorf("after the wait: %d %s, want 400", r.status, r.body)
 			}
 		})
+	}
+}
+
+func TestEmailDomain(t *testing.T) {
+	tests := []struct{ email, want string }{
+		{"a@x.evil.example", "evil.example"},
+		{"b@y.evil.example", "evil.example"},
+		{" C@Evil.Example. ", "evil.example"},
+		{"ops@acme.co.uk", "acme.co.uk"},
+		{"ops@eu.acme.co.uk", "acme.co.uk"},
+		{"ops@co.uk", "co.uk"}, // a public suffix itself: its own budget
+		{"a@b@c.example", "c.example"},
+		{"not-an-email", "not-an-email"},
+	}
+	for _, tc := range tests {
+		if got := emailDomain(tc.email); got != tc.want {
+			t.Errorf("emailDomain(%q) = %q, want %q", tc.email, got, tc.want)
+		}
+	}
+}
+
+// TestSignupDomainLimit: one registrable domain has one signup budget
+// across all clients; other domains have their own; a replay or a refused
+// body gives its token back.
+func TestSignupDomainLimit(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	f := newFixture(t, Options{DomainSignupRate: rate.Every(time.Hour), DomainSignupBurst: 2})
+	f.api.d.Now = func() time.Time { return now }
+	client := 0
+	// Every request comes from another client, so the per-client limit
+	// (infinite here anyway) has no say.
+	send := func(key, email, tier string) resp {
+		client++
+		body := strings.NewReplacer("Ops@Acme.example", email, "standard", tier).Replace(goodBody)
+		return f.serve(httptestRequest(signupReq(key, body), fmt.Sprintf("198.51.100.%d:1", client)))
+	}
+	expect := func(what string, r resp, status int) {
+		t.Helper()
+		if r.status != status {
+			t.Fatalf("%s: %d %s, want %d", what, r.status, r.body, status)
+		}
+	}
+
+	expect("first of evil.example", send("k-1", "a@x.evil.example", "standard"), http.StatusAccepted)
+	// Replays of it, from other clients, answer from the registry and
+	// give their token back: however many, the budget still holds one.
+	for i := range 5 {
+		r := send("k-1", "a@x.evil.example", "standard")
+		expect(fmt.Sprintf("replay %d", i), r, http.StatusAccepted)
+		if r.header.Get(ReplayedHeader) != "true" {
+			t.Fatalf("replay %d not marked as one", i)
+		}
+	}
+	// Bodies the registry refuses give theirs back too.
+	for i := range 3 {
+		expect(fmt.Sprintf("refused %d", i), send(fmt.Sprintf("bad-%d", i), "z@evil.example", "gold"), http.StatusUnprocessableEntity)
+	}
+	expect("idempotency conflict", send("k-1", "a@x.evil.example", "basic"), http.StatusConflict)
+	expect("second of evil.example, another subdomain", send("k-2", "b@y.evil.example", "standard"), http.StatusAccepted)
+
+	// The budget is spent: a third address of the domain is refused, from
+	// yet another client, with a JSON error and a Retry-After.
+	r := send("k-3", "c@evil.example", "standard")
+	if r.status != http.StatusTooManyRequests || r.errorCode(t) != CodeRateLimited || r.header.Get("Retry-After") != "3600" {
+		t.Errorf("third of evil.example: %d %s Retry-After %q, want 429 rate_limited 3600", r.status, r.body, r.header.Get("Retry-After"))
+	}
+	if msg := decode[ErrorBody](t, r).Error.Message; !strings.Contains(msg, "domain") {
+		t.Errorf("429 message %q does not say the domain is the limit", msg)
+	}
+	// Another domain has its own budget.
+	expect("another domain", send("k-4", "ops@good.example", "standard"), http.StatusAccepted)
+	// Time refills it.
+	now = now.Add(time.Hour)
+	expect("evil.example an hour later", send("k-5", "d@evil.example", "standard"), http.StatusAccepted)
+	if n := len(f.calls.Kicks()); n != 4 {
+		t.Errorf("%d tenants kicked, want 4", n)
 	}
 }

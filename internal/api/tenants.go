@@ -214,49 +214,43 @@ func actionNamed(name string) (action, bool) {
 	return action{}, false
 }
 
-// tenantAction answers POST /v1/tenants/{id}/{action}.
-func (a *API) tenantAction(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	name := r.PathValue("action")
-	switch name {
-	case "pin", "unpin":
-		// The rollout engine's, with a body of their own (no reason).
-		a.tenantPin(w, r, name)
-		return
-	}
+// tenantAction answers POST /v1/tenants/{id}/<name>.
+func (a *API) tenantAction(name string) http.HandlerFunc {
 	act, ok := actionNamed(name)
 	if !ok {
-		writeError(ctx, w, errRoute)
-		return
+		panic("api: no tenant action " + name) // a typo in routes, caught by every test
 	}
-	p, err := a.operator(r, act.role)
-	if err != nil {
-		writeError(ctx, w, err)
-		return
+	return func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		p, err := a.operator(r, act.role)
+		if err != nil {
+			writeError(ctx, w, err)
+			return
+		}
+		req, err := decodeJSON[ActionRequest](w, r, a.o.MaxBody)
+		if err != nil {
+			writeError(ctx, w, err)
+			return
+		}
+		req.Reason = strings.TrimSpace(req.Reason)
+		if req.Reason == "" || len(req.Reason) > 1000 {
+			fields := []FieldProblem{{Field: "reason", Problem: "is required (1 to 1000 characters): say why, for the audit history"}}
+			writeError(ctx, w, &apiError{status: http.StatusUnprocessableEntity, code: CodeValidation, message: fieldsMessage(fields), fields: fields})
+			return
+		}
+		id := r.PathValue("id")
+		if registry.ValidateID(id) != nil {
+			writeError(ctx, w, registry.ErrNotFound)
+			return
+		}
+		t, err := act.do(ctx, a, id, registry.Change{Actor: p.Actor(), Reason: req.Reason, Type: name})
+		if err != nil {
+			writeError(ctx, w, err)
+			return
+		}
+		logger(ctx).InfoContext(ctx, "operator action", "action", name, "tenant", id, "actor", p.Actor(), "state", t.State)
+		writeJSON(w, http.StatusOK, view(t))
 	}
-	req, err := decodeJSON[ActionRequest](w, r, a.o.MaxBody)
-	if err != nil {
-		writeError(ctx, w, err)
-		return
-	}
-	req.Reason = strings.TrimSpace(req.Reason)
-	if req.Reason == "" || len(req.Reason) > 1000 {
-		fields := []FieldProblem{{Field: "reason", Problem: "is required (1 to 1000 characters): say why, for the audit history"}}
-		writeError(ctx, w, &apiError{status: http.StatusUnprocessableEntity, code: CodeValidation, message: fieldsMessage(fields), fields: fields})
-		return
-	}
-	id := r.PathValue("id")
-	if registry.ValidateID(id) != nil {
-		writeError(ctx, w, registry.ErrNotFound)
-		return
-	}
-	t, err := act.do(ctx, a, id, registry.Change{Actor: p.Actor(), Reason: req.Reason, Type: name})
-	if err != nil {
-		writeError(ctx, w, err)
-		return
-	}
-	logger(ctx).InfoContext(ctx, "operator action", "action", name, "tenant", id, "actor", p.Actor(), "state", t.State)
-	writeJSON(w, http.StatusOK, view(t))
 }
 
 func (a *API) transition(ctx context.Context, id string, to registry.State, c registry.Change) (*registry.Tenant, error) {

@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/organizations"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"golang.org/x/time/rate"
 
 	"github.com/silo-saas/silo/internal/api"
 	"github.com/silo-saas/silo/internal/apphost"
@@ -57,6 +58,12 @@ type Options struct {
 	// stopped (tests run their own engines to crash and resume them).
 	Rollouts       rollout.Config
 	ManualRollouts bool
+	// DomainSignupRate and DomainSignupBurst are the API's signup budget
+	// per email domain (api.Options); the API's defaults when zero,
+	// rate.Inf for none (a load test signing many tenants up from one
+	// domain).
+	DomainSignupRate  rate.Limit
+	DomainSignupBurst int
 }
 
 // Info is what a person or a script needs to reach a running platform. It
@@ -203,7 +210,7 @@ func Start(ctx context.Context, o Options, log *slog.Logger) (*Platform, error) 
 		ManagementAccountID: org.ManagementAccountID, OrganizationID: org.OrganizationID,
 		OUs: org.OUs, RegistryTable: p.Registry.Table(), Issuer: p.Issuer.URL(),
 	}
-	if err := p.startAPI(o.APIAddr); err != nil {
+	if err := p.startAPI(o); err != nil {
 		p.Close()
 		return nil, err
 	}
@@ -254,7 +261,8 @@ func releaseCode(ctx context.Context, stackSets *stacksets.Manager, artifacts *s
 // startAPI serves the silo API (the same handler as the API Lambda) on a
 // loopback port, trusting operator tokens from the local issuer, and mints
 // an admin token for the person running it.
-func (p *Platform) startAPI(addr string) error {
+func (p *Platform) startAPI(o Options) error {
+	addr := o.APIAddr
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
@@ -277,7 +285,7 @@ func (p *Platform) startAPI(addr string) error {
 		Registry: p.Registry, Kick: p.Runner.Kick, Retry: p.Control.Reconciler.Retry,
 		Previews: p.Previews, Rollouts: p.Rollouts, Releases: p.Control.Releases(),
 		Verifier: verifier, Log: p.log,
-	}, api.Options{StatusSecret: secret, BaseURL: base})
+	}, api.Options{StatusSecret: secret, BaseURL: base, DomainSignupRate: o.DomainSignupRate, DomainSignupBurst: o.DomainSignupBurst})
 	if err != nil {
 		ln.Close()
 		return err

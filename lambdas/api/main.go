@@ -91,5 +91,12 @@ func build(ctx context.Context, log *slog.Logger, env func(string) string) (*api
 		},
 		Verifier: verifier,
 		Log:      log,
-	}, api.Options{StatusSecret: []byte(aws.ToString(secret.SecretString)), BaseURL: env("SILO_API_BASE_URL"), TrustForwardedFor: true})
+	}, api.Options{
+		StatusSecret: []byte(aws.ToString(secret.SecretString)), BaseURL: env("SILO_API_BASE_URL"),
+		// Not TrustForwardedFor: the proxy adapter sets the request's
+		// RemoteAddr to API Gateway's sourceIp, the address it saw, while
+		// the first hop of X-Forwarded-For is whatever the client wrote
+		// (API Gateway appends to it). Trusting it let a client pick a
+		// fresh signup bucket per request.
+	})
 }

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"log/slog"
 	"os"
 	"strings"
@@ -110,5 +111,25 @@ func TestLambdaServesSignup(t *testing.T) {
 	}
 	if len(msgs.Messages) != 1 || aws.ToString(msgs.Messages[0].Body) != got.TenantID {
 		t.Errorf("queued %v, want the tenant id %s", msgs.Messages, got.TenantID)
+	}
+
+	// The per-client signup limit keys by the address API Gateway saw: a
+	// client writing a new X-Forwarded-For each time is still one client
+	// (bursts of 5; these lack an idempotency key, so they cost only the
+	// limit's token).
+	limited := false
+	for i := range 10 {
+		resp, err := httpadapter.New(h).ProxyWithContext(ctx, events.APIGatewayProxyRequest{
+			HTTPMethod: "POST", Path: "/v1/signup", Body: string(body),
+			Headers:        map[string]string{"Content-Type": "application/json", "X-Forwarded-For": fmt.Sprintf("198.51.100.%d, 203.0.113.9", i)},
+			RequestContext: events.APIGatewayProxyRequestContext{Identity: events.APIGatewayRequestIdentity{SourceIP: "203.0.113.9"}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		limited = limited || resp.StatusCode == 429
+	}
+	if !limited {
+		t.Error("10 signups from one address, each with another X-Forwarded-For, were never rate limited")
 	}
 }
