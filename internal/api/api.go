@@ -43,6 +43,9 @@ type Deps struct {
 	Rollouts Rollouts
 	// Releases serves POST /v1/releases; it answers 404 when nil.
 	Releases Releases
+	// Audits serves POST /v1/audit/isolation and GET
+	// /v1/tenants/{id}/isolation; those routes answer 404 when nil.
+	Audits Audits
 	// Verifier checks operator bearer tokens.
 	Verifier Verifier
 	Log      *slog.Logger
@@ -156,6 +159,7 @@ func (a *API) routes() {
 	a.mux.Handle("/v1/tenants/{id}/{action}", route{http.MethodPost: a.tenantAction})
 	a.previewRoutes()
 	a.rolloutRoutes()
+	a.auditRoutes()
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(r.Context(), w, errRoute)
 	})
