@@ -32,6 +32,14 @@ import (
 // StackName is the stack's name.
 const StackName = "SiloControlPlane"
 
+// AuditSchedule is when the isolation audit runs in AWS: daily at 03:17
+// UTC. AuditTask is the task of the event it sends the reconciler
+// (lambdas/reconciler knows it by the same name).
+const (
+	AuditSchedule = "cron(17 3 * * ? *)"
+	AuditTask     = "audit-isolation"
+)
+
 // EventBusName is the bus tenant lifecycle and health events go to.
 const EventBusName = "silo-events"
 
@@ -223,6 +231,17 @@ func NewStack(scope constructs.Construct, id string, p Props) awscdk.Stack {
 			Targets:     &[]awsevents.IRuleTarget{awseventstargets.NewLambdaFunction(fns[name], nil)},
 		})
 	}
+
+	// Daily, at a quiet minute: the isolation audit of every active tenant,
+	// run by the reconciler (which keeps each report in the registry and
+	// sends a violation event for each failure).
+	awsevents.NewRule(stack, jsii.String("Schedule-audit-isolation"), &awsevents.RuleProps{
+		Description: jsii.String("daily: isolation audit of every active tenant"),
+		Schedule:    awsevents.Schedule_Expression(jsii.String(AuditSchedule)),
+		Targets: &[]awsevents.IRuleTarget{awseventstargets.NewLambdaFunction(fns["reconciler"], &awseventstargets.LambdaFunctionProps{
+			Event: awsevents.RuleTargetInput_FromObject(map[string]any{"task": AuditTask}),
+		})},
+	})
 
 	awscloudwatch.NewAlarm(stack, jsii.String("DLQDepth"), &awscloudwatch.AlarmProps{
 		AlarmDescription:   jsii.String("reconcile messages failed five times and wait in the dead-letter queue"),

@@ -201,12 +201,12 @@ func TestFunctionsAndTriggers(t *testing.T) {
 		t.Errorf("%d SQS event sources, want 1", n)
 	}
 	rules := ofType(rs, "AWS::Events::Rule")
-	if len(rules) != 2 {
-		t.Errorf("%d schedules, want 2", len(rules))
+	if len(rules) != 3 {
+		t.Errorf("%d schedules, want 3", len(rules))
 	}
 	for _, r := range rules {
-		if r.Properties["ScheduleExpression"] != "rate(1 minute)" {
-			t.Errorf("schedule %v", r.Properties["ScheduleExpression"])
+		if s := r.Properties["ScheduleExpression"]; s != "rate(1 minute)" && s != AuditSchedule {
+			t.Errorf("schedule %v", s)
 		}
 	}
 	queues := ofType(rs, "AWS::SQS::Queue")
@@ -256,5 +256,53 @@ func TestCfnLint(t *testing.T) {
 	defer cancel()
 	if err := cfnlint.Lint(ctx, templatePath); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestDailyIsolationAudit: one rule, daily at 03:17 UTC, invokes the
+// reconciler with the constant input {"task":"audit-isolation"}, and the
+// function lets EventBridge invoke it from that rule.
+func TestDailyIsolationAudit(t *testing.T) {
+	rs := load(t)
+	var reconciler string
+	for id, r := range rs {
+		if r.Type == "AWS::Lambda::Function" && r.Properties["FunctionName"] == "silo-reconciler" {
+			reconciler = id
+		}
+	}
+	var daily []string
+	for id, r := range rs {
+		if r.Type == "AWS::Events::Rule" && r.Properties["ScheduleExpression"] == "cron(17 3 * * ? *)" {
+			daily = append(daily, id)
+		}
+	}
+	if reconciler == "" || len(daily) != 1 {
+		t.Fatalf("reconciler %q, daily rules %v", reconciler, daily)
+	}
+	rule := rs[daily[0]].Properties
+	if rule["State"] != "ENABLED" {
+		t.Errorf("the rule is %v", rule["State"])
+	}
+	targets, _ := rule["Targets"].([]any)
+	if len(targets) != 1 {
+		t.Fatalf("targets %s", js(rule["Targets"]))
+	}
+	target := targets[0].(map[string]any)
+	if js(target["Arn"]) != js(map[string]any{"Fn::GetAtt": []string{reconciler, "Arn"}}) {
+		t.Errorf("the rule invokes %s, not the reconciler", js(target["Arn"]))
+	}
+	var input map[string]any
+	if s, ok := target["Input"].(string); !ok || json.Unmarshal([]byte(s), &input) != nil || js(input) != `{"task":"audit-isolation"}` {
+		t.Errorf("input %s, want the constant {\"task\":\"audit-isolation\"}", js(target["Input"]))
+	}
+	var allowed bool
+	for _, r := range ofType(rs, "AWS::Lambda::Permission") {
+		p := r.Properties
+		allowed = allowed || p["Principal"] == "events.amazonaws.com" &&
+			js(p["FunctionName"]) == js(map[string]any{"Fn::GetAtt": []string{reconciler, "Arn"}}) &&
+			js(p["SourceArn"]) == js(map[string]any{"Fn::GetAtt": []string{daily[0], "Arn"}})
+	}
+	if !allowed {
+		t.Error("no permission for the daily rule to invoke the reconciler")
 	}
 }

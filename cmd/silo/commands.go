@@ -13,6 +13,7 @@ func commands() []*cobra.Command {
 		newPreviewCmd(),
 		newReleaseCmd(),
 		newRolloutCmd(),
+		newAuditCmd(),
 		newSimCmd(),
 	}
 }

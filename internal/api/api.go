@@ -44,6 +44,9 @@ type Deps struct {
 	Rollouts Rollouts
 	// Releases serves POST /v1/releases; it answers 404 when nil.
 	Releases Releases
+	// Audits serves POST /v1/audit/isolation and GET
+	// /v1/tenants/{id}/isolation; those routes answer 404 when nil.
+	Audits Audits
 	// Verifier checks operator bearer tokens.
 	Verifier Verifier
 	Log      *slog.Logger
@@ -207,6 +210,7 @@ func (a *API) routes() {
 	}
 	a.previewRoutes()
 	a.rolloutRoutes()
+	a.auditRoutes()
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(r.Context(), w, errRoute)
 	})

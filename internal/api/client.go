@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/silo-saas/silo/internal/audit"
 	"github.com/silo-saas/silo/internal/preview"
 	"github.com/silo-saas/silo/registry"
 )
@@ -93,6 +94,11 @@ func (c *Client) Action(ctx context.Context, id, action, reason string) (*Tenant
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body any, headers map[string]string, out any) error {
+	return c.send(ctx, c.hc, method, path, body, headers, out)
+}
+
+// send is do with another http.Client (one with a longer timeout).
+func (c *Client) send(ctx context.Context, hc *http.Client, method, path string, body any, headers map[string]string, out any) error {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -114,7 +120,7 @@ func (c *Client) do(ctx context.Context, method, path string, body any, headers 
 	for k, v := range headers {
 		req.Header.Set(k, v)
 	}
-	resp, err := c.hc.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", method, path, err)
 	}
@@ -264,4 +270,31 @@ func (c *Client) Unpin(ctx context.Context, id string) (*TenantView, error) {
 	var out TenantView
 	err := c.do(ctx, http.MethodPost, "/v1/tenants/"+url.PathEscape(id)+"/unpin", struct{}{}, nil, &out)
 	return &out, err
+}
+
+// AuditTimeout bounds one AuditIsolation call: a run probes every tenant
+// it covers, which takes far longer than the client's other calls.
+const AuditTimeout = 15 * time.Minute
+
+// AuditIsolation runs the isolation audit over the tenants named (every
+// active one when none) and answers the run. A run that finds violations
+// is not an error: read the reports' statuses.
+func (c *Client) AuditIsolation(ctx context.Context, tenants []string) (*audit.Fleet, error) {
+	hc := *c.hc
+	hc.Timeout = AuditTimeout
+	var out audit.Fleet
+	if err := c.send(ctx, &hc, http.MethodPost, "/v1/audit/isolation", AuditRequest{Tenants: tenants}, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// IsolationReport reads a tenant's latest isolation report; a 404 *Error
+// when it has none.
+func (c *Client) IsolationReport(ctx context.Context, id string) (*audit.Report, error) {
+	var out audit.Report
+	if err := c.do(ctx, http.MethodGet, "/v1/tenants/"+url.PathEscape(id)+"/isolation", nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
 }

@@ -51,7 +51,7 @@ func TestLoginFlow(t *testing.T) {
 	if len(ck) != 1 || ck[0].Name != cookieName || ck[0].Value != f.viewer || !ck[0].HttpOnly || ck[0].SameSite != http.SameSiteStrictMode || ck[0].Secure || ck[0].Path != "/" {
 		t.Fatalf("cookie: %+v", ck)
 	}
-	for _, p := range []string{"/", "/tenants?state=ACTIVE", "/tenants/t-00001", "/previews", "/rollouts"} {
+	for _, p := range []string{"/", "/tenants?state=ACTIVE", "/tenants/t-00001", "/previews", "/rollouts", "/isolation"} {
 		r := do(t, h, "GET", p, ck[0].Value, nil, nil)
 		if r.status != 200 || !strings.Contains(r.body, `<span class="subject">vic</span>`) || !strings.Contains(r.body, `>viewer</span>`) {
 			t.Errorf("GET %s as viewer: %d\n%s", p, r.status, r.body)

@@ -17,7 +17,9 @@ import (
 // fleet of 6,000 tenants: log in, read the overview's counts, search for a
 // tenant, open its page and its health chart, show that a tenant named
 // <script>alert(1)</script> is text, never code, read the previews
-// page's pool counts, and read a rollout's waves, gates and log.
+// page's pool counts, read a rollout's waves, gates and log, and read the
+// isolation page: a failing report first, its evidence (markup from the
+// audited account) shown as text, and a passing one.
 func TestConsoleInBrowser(t *testing.T) {
 	now := time.Now().UTC()
 	tenants := fleetTenants(6000, now)
@@ -25,7 +27,11 @@ func TestConsoleInBrowser(t *testing.T) {
 	evil.Name = `<script>alert(1)</script>`
 	target := tenants[4321]
 	began := time.Now()
-	f := newFixture(t, tenants, func(f *fixture, d *Deps, o *Options) { d.Pool, d.Rollouts = f.store, f.store; o.PoolTarget = 4 })
+	f := newFixture(t, tenants, func(f *fixture, d *Deps, o *Options) {
+		d.Pool, d.Rollouts = f.store, f.store
+		d.Isolation = &fakeIsolation{reports: isolationReports(now)}
+		o.PoolTarget = 4
+	})
 	// A small pool, before the console first reads the fleet: one lease
 	// (to a repository named like markup), one quarantined, one free.
 	accts := addPoolAccounts(t, f.store, 1, 3)
@@ -193,5 +199,35 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Errorf("ro-old is %q", got)
 	}
 	t.Logf("read the rollouts page at %v", time.Since(began))
+
+	// The isolation page: failing first, the failing evidence as text (no
+	// element made of it), the passing tenant listed too.
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`nav a[href="/isolation"]`)), chromedp.WaitVisible(chromedp.ID("isolation-failures"))); err != nil {
+		t.Fatalf("open the isolation page: %v", err)
+	}
+	order, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](
+		`Array.from(document.querySelectorAll("#isolation tbody tr")).map(r => r.dataset.tenant + " " + r.dataset.status)`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"t-00002 fail", "t-00003 error", "t-00001 pass"}; strings.Join(order, ",") != strings.Join(want, ",") {
+		t.Errorf("the isolation table's order is %q, want %q", order, want)
+	}
+	if got := text(`#isolation tr[data-tenant="t-00002"] td[data-check="resource-policies"]`); strings.TrimSpace(got) != "fail" {
+		t.Errorf("t-00002's resource-policies cell shows %q", got)
+	}
+	if got := text(`#isolation tr[data-tenant="t-00001"] td[data-check="cross-tenant-probes"]`); strings.TrimSpace(got) != "pass" {
+		t.Errorf("t-00001's cross-tenant-probes cell shows %q", got)
+	}
+	failures := text(`#iso-t-00002`)
+	if !strings.Contains(failures, evilPrincipal) || !strings.Contains(failures, evilOutcome) || strings.Contains(failures, "PrincipalOrgID") {
+		t.Errorf("t-00002's failures show %q", failures)
+	}
+	injected, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("#isolation-failures script, #isolation-failures img").length`))
+	if err != nil || injected != 0 {
+		t.Errorf("the evidence made %d elements (%v)", injected, err)
+	}
+	browser.Screenshot(t, ctx, "isolation")
+	t.Logf("read the isolation page at %v", time.Since(began))
 	dialogs.AssertNone(t)
 }

@@ -1,8 +1,8 @@
 // Package console is silo's operations console: server-rendered HTML pages
 // over the whole fleet (overview, tenant list with search and filters,
 // tenant detail with health history, audit and cost, the preview pool and
-// its leases, rollouts with their waves, gates and tenants), behind
-// operator login.
+// its leases, rollouts with their waves, gates and tenants, every tenant's
+// latest isolation report), behind operator login.
 //
 // The pages render from an in-memory snapshot of every tenant that is
 // refreshed lazily by the requests themselves, so the console needs no
@@ -53,6 +53,9 @@ type Deps struct {
 	Pool poolSource
 	// Rollouts reads the rollouts; nil shows them as not configured.
 	Rollouts rolloutSource
+	// Isolation reads the tenants' latest isolation reports; nil shows the
+	// isolation audit as not configured.
+	Isolation isolationSource
 	// Log receives the console's logs; slog.Default() when nil.
 	Log *slog.Logger
 }
@@ -166,6 +169,7 @@ func (c *Console) routes() {
 	m.Handle("GET "+p+"/tenants/{id}", c.page(c.tenant))
 	m.Handle("GET "+p+"/previews", c.page(c.previews))
 	m.Handle("GET "+p+"/rollouts", c.page(c.rollouts))
+	m.Handle("GET "+p+"/isolation", c.page(c.isolation))
 	m.Handle(p+"/", c.page(func(w http.ResponseWriter, r *http.Request, v *view) error {
 		return errNotFound("There is no page at this address.")
 	}))

@@ -378,6 +378,9 @@ type tenantData struct {
 	Chart     *chart
 	Events    []registry.Event
 	Cost      costView
+	// Isolation is whether the console reads isolation reports (the page
+	// links to the tenant's).
+	Isolation bool
 }
 
 func (c *Console) tenant(w http.ResponseWriter, r *http.Request, v *view) error {
@@ -398,7 +401,7 @@ func (c *Console) tenant(w http.ResponseWriter, r *http.Request, v *view) error 
 		return fmt.Errorf("get tenant %s: %w", id, err)
 	}
 	now := c.o.Now()
-	d := &tenantData{T: t, Health: healthOf(t), OU: "—", Cost: costView{Note: "cost unavailable"}}
+	d := &tenantData{T: t, Health: healthOf(t), OU: "—", Cost: costView{Note: "cost unavailable"}, Isolation: c.d.Isolation != nil}
 	// The rest is independent: read it at once.
 	var (
 		wg                sync.WaitGroup

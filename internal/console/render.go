@@ -53,7 +53,7 @@ func (c *Console) newView(r *http.Request, p *api.Principal) *view {
 }
 
 // pages are the template sets: each is the layout plus one page file.
-var pages = []string{"overview", "tenants", "tenant", "previews", "rollouts", "login", "error"}
+var pages = []string{"overview", "tenants", "tenant", "previews", "rollouts", "isolation", "login", "error"}
 
 func (c *Console) parseTemplates() error {
 	c.tmpl = map[string]*template.Template{}

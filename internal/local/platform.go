@@ -25,6 +25,7 @@ import (
 
 	"github.com/silo-saas/silo/internal/api"
 	"github.com/silo-saas/silo/internal/apphost"
+	"github.com/silo-saas/silo/internal/audit"
 	"github.com/silo-saas/silo/internal/awsx"
 	"github.com/silo-saas/silo/internal/console"
 	"github.com/silo-saas/silo/internal/emulator"
@@ -64,6 +65,14 @@ type Options struct {
 	// domain).
 	DomainSignupRate  rate.Limit
 	DomainSignupBurst int
+}
+
+// Auditor is the isolation audit as the platform serves it;
+// *audit.Auditor satisfies it.
+type Auditor interface {
+	Run(ctx context.Context, o audit.RunOptions) (*audit.Fleet, error)
+	Report(ctx context.Context, tenantID string) (*audit.Report, error)
+	Reports(ctx context.Context) ([]audit.Report, error)
 }
 
 // Info is what a person or a script needs to reach a running platform. It
@@ -107,6 +116,13 @@ type Platform struct {
 	Previews *preview.Manager
 	// Rollouts takes releases across the fleet in waves.
 	Rollouts *rollout.Engine
+	// Audits is the isolation audit the API (POST /v1/audit/isolation, GET
+	// /v1/tenants/{id}/isolation) and the console's Isolation page serve.
+	// WIRE HERE (issue 9): Start does not build one yet (internal/audit's
+	// engine lands on its own branch); set it to the *audit.Auditor before
+	// startAPI and startConsole. While nil, those routes answer 404 and the
+	// page says the audit is not configured.
+	Audits Auditor
 
 	emu        *emulator.Emulator
 	log        *slog.Logger
@@ -284,6 +300,7 @@ func (p *Platform) startAPI(o Options) error {
 	handler, err := api.New(api.Deps{
 		Registry: p.Registry, Kick: p.Runner.Kick, Retry: p.Control.Reconciler.Retry,
 		Previews: p.Previews, Rollouts: p.Rollouts, Releases: p.Control.Releases(),
+		Audits:   p.Audits, // nil (not wired yet): the audit routes answer 404
 		Verifier: verifier, Log: p.log,
 	}, api.Options{StatusSecret: secret, BaseURL: base, DomainSignupRate: o.DomainSignupRate, DomainSignupBurst: o.DomainSignupBurst})
 	if err != nil {
@@ -325,8 +342,9 @@ func (p *Platform) startConsole(ctx context.Context, addr string, mgmt aws.Confi
 	}
 	p.console, err = console.New(console.Deps{
 		Registry: p.Registry, Pool: p.Registry, Rollouts: p.Registry, Verifier: verifier, Log: p.log,
-		Costs: console.NewCostExplorer(mgmt, 0),
-		OUs:   console.NewOULookup(organizations.NewFromConfig(mgmt)),
+		Isolation: p.Audits, // nil (not wired yet): "not configured"
+		Costs:     console.NewCostExplorer(mgmt, 0),
+		OUs:       console.NewOULookup(organizations.NewFromConfig(mgmt)),
 	}, console.Options{RefreshEvery: 2 * time.Second, AutoRefresh: 5 * time.Second, PoolTarget: poolTarget})
 	if err != nil {
 		ln.Close()
