@@ -36,10 +36,10 @@ var (
 )
 
 func (a *API) auditRoutes() {
-	a.mux.Handle("/v1/audit/isolation", route{http.MethodPost: a.auditRun})
+	a.handle("/v1/audit/isolation", route{http.MethodPost: a.auditRun})
 	// More specific than /v1/tenants/{id}/{action}, so a GET here is this
 	// route's and a POST gets a 405 rather than "no such action".
-	a.mux.Handle("/v1/tenants/{id}/isolation", route{http.MethodGet: a.isolationReport})
+	a.handle("/v1/tenants/{id}/isolation", route{http.MethodGet: a.isolationReport})
 }
 
 // auditRun answers POST /v1/audit/isolation (operator): audit the tenants

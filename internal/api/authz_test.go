@@ -182,6 +182,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 	f := newFixture(t, Options{})
 	f.api.d.Previews = &recordingPreviews{}
 	f.api.d.Rollouts, f.api.d.Releases = &recordingRollouts{}, &recordingReleases{}
+	f.api.d.Audits = &recordingAudits{}
 
 	// Every route the API serves has a row, and every row a route.
 	var documented []string
