@@ -45,7 +45,10 @@ type Deps struct {
 	Releases Releases
 	// Verifier checks operator bearer tokens.
 	Verifier Verifier
-	Log      *slog.Logger
+	// Users checks end users' tokens of the tenant application for
+	// GET /v1/resolve; when nil that form answers 501 not_configured.
+	Users UserVerifier
+	Log   *slog.Logger
 	// Now is the clock of the rate limiter; time.Now when nil.
 	Now func() time.Time
 }
@@ -66,6 +69,11 @@ type Options struct {
 	// SignupBurst (DefaultSignupBurst when zero).
 	SignupRate  rate.Limit
 	SignupBurst int
+	// ResolveRate and ResolveBurst limit GET /v1/resolve per client
+	// (DefaultResolveRate and DefaultResolveBurst when zero; rate.Inf for
+	// no limit), apart from the signup limit.
+	ResolveRate  rate.Limit
+	ResolveBurst int
 	// MaxBody is the largest request body accepted (DefaultMaxBody when zero).
 	MaxBody int64
 	// MaxClients bounds the rate limiter's memory (DefaultMaxClients when zero).
@@ -86,8 +94,10 @@ type API struct {
 	o      Options
 	status statusTokens
 	limits *limiter
-	mux    *http.ServeMux
-	h      http.Handler
+	// resolveLimits is GET /v1/resolve's own per-client limit.
+	resolveLimits *limiter
+	mux           *http.ServeMux
+	h             http.Handler
 }
 
 // New returns the API.
@@ -107,6 +117,12 @@ func New(d Deps, o Options) (*API, error) {
 	if o.SignupBurst == 0 {
 		o.SignupBurst = DefaultSignupBurst
 	}
+	if o.ResolveRate == 0 {
+		o.ResolveRate = DefaultResolveRate
+	}
+	if o.ResolveBurst == 0 {
+		o.ResolveBurst = DefaultResolveBurst
+	}
 	if o.MaxBody == 0 {
 		o.MaxBody = DefaultMaxBody
 	}
@@ -115,9 +131,10 @@ func New(d Deps, o Options) (*API, error) {
 	}
 	a := &API{
 		d: d, o: o,
-		status: statusTokens{secret: o.StatusSecret},
-		limits: newLimiter(o.SignupRate, o.SignupBurst, o.MaxClients),
-		mux:    http.NewServeMux(),
+		status:        statusTokens{secret: o.StatusSecret},
+		limits:        newLimiter(o.SignupRate, o.SignupBurst, o.MaxClients),
+		resolveLimits: newLimiter(o.ResolveRate, o.ResolveBurst, o.MaxClients),
+		mux:           http.NewServeMux(),
 	}
 	a.routes()
 	a.h = a.withRequest(a.mux)
@@ -150,6 +167,7 @@ func (rt route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) routes() {
 	a.mux.Handle("/v1/signup", route{http.MethodPost: a.signup})
+	a.mux.Handle("/v1/resolve", route{http.MethodGet: a.resolve})
 	a.mux.Handle("/v1/tenants", route{http.MethodGet: a.listTenants})
 	a.mux.Handle("/v1/tenants/{id}", route{http.MethodGet: a.getTenant})
 	a.mux.Handle("/v1/tenants/{id}/events", route{http.MethodGet: a.tenantEvents})

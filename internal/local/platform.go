@@ -268,6 +268,13 @@ func (p *Platform) startAPI(addr string) error {
 		ln.Close()
 		return err
 	}
+	// End users' tokens for GET /v1/resolve: the same local issuer mints
+	// them, with the tenant apps' audience (never the operators').
+	users, err := api.NewJWTUserVerifier(api.JWTConfig{Key: p.Issuer.PublicKey(), Issuer: p.Issuer.URL(), Audience: p.Issuer.Audience()})
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	secret := make([]byte, 32)
 	if _, err := rand.Read(secret); err != nil {
 		ln.Close()
@@ -276,7 +283,7 @@ func (p *Platform) startAPI(addr string) error {
 	handler, err := api.New(api.Deps{
 		Registry: p.Registry, Kick: p.Runner.Kick, Retry: p.Control.Reconciler.Retry,
 		Previews: p.Previews, Rollouts: p.Rollouts, Releases: p.Control.Releases(),
-		Verifier: verifier, Log: p.log,
+		Verifier: verifier, Users: users, Log: p.log,
 	}, api.Options{StatusSecret: secret, BaseURL: base})
 	if err != nil {
 		ln.Close()
