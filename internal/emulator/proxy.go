@@ -158,10 +158,10 @@ func (p *Proxy) resetLocked() {
 type protocol int
 
 const (
-	protoREST  protocol = iota // S3 and other REST services
-	protoJSON                  // X-Amz-Target: Organizations, DynamoDB, KMS, ...
-	protoQuery                 // form-encoded Action=: STS, CloudFormation, IAM
-	protoRESTXML               // REST with XML errors in an ErrorResponse: Route 53
+	protoREST    protocol = iota // S3 and other REST services
+	protoJSON                    // X-Amz-Target: Organizations, DynamoDB, KMS, ...
+	protoQuery                   // form-encoded Action=: STS, CloudFormation, IAM
+	protoRESTXML                 // REST with XML errors in an ErrorResponse: Route 53
 )
 
 // call is one request as the proxy understands it.
