@@ -1,9 +1,9 @@
 package apphost_test
 
 import (
-	"cmp"
 	"archive/zip"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
