@@ -193,7 +193,7 @@ func TestLocalPlatformLifecycle(t *testing.T) {
 	if _, err := os.Stat(ready); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("ready file left behind: %v", err)
 	}
-	for _, want := range []string{"AWS endpoint", info.AWSEndpoint, "registry table", "token issuer", info.Issuer, info.API, "SILO_TOKEN="} {
+	for _, want := range []string{"AWS endpoint", info.AWSEndpoint, "registry table", "token issuer", info.Issuer, info.API, "SILO_TOKEN=", "tenant DNS names", info.HostedZoneID} {
 		if !strings.Contains(printed.String(), want) {
 			t.Errorf("summary does not show %q:\n%s", want, printed.String())
 		}
@@ -207,6 +207,9 @@ func checkResolve(ctx context.Context, t *testing.T, bin string, info local.Info
 	t.Helper()
 	var got api.ResolveView
 	runCLI(ctx, t, bin, &got, "tenants", "resolve", tn.ID, "--api", info.API, "--json")
+	if info.TenantDomain != local.TenantDomain || info.HostedZoneID == "" {
+		t.Errorf("ready file: tenant domain %q, zone %q", info.TenantDomain, info.HostedZoneID)
+	}
 	want := api.ResolveView{ID: tn.ID, Endpoint: tn.Endpoint, DNSName: tn.ID + "." + local.TenantDomain, Region: tn.Region, State: registry.StateActive}
 	if got != want {
 		t.Errorf("tenants resolve = %+v, want %+v", got, want)

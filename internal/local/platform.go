@@ -70,6 +70,10 @@ type Info struct {
 	OrganizationID      string            `json:"organization_id"`
 	OUs                 map[string]string `json:"ous"`
 	RegistryTable       string            `json:"registry_table"`
+	// TenantDomain and HostedZoneID: each customer tenant's DNS name is
+	// <id>.<TenantDomain>, a record in that Route 53 zone.
+	TenantDomain string `json:"tenant_domain"`
+	HostedZoneID string `json:"hosted_zone_id"`
 	// Issuer is the URL of the local token issuer every tenant app trusts
 	// (its key set is at Issuer + "/.well-known/jwks.json").
 	Issuer string `json:"issuer"`
@@ -202,6 +206,7 @@ func Start(ctx context.Context, o Options, log *slog.Logger) (*Platform, error) 
 		AccessKeyID: org.AccessKeyID, SecretAccessKey: org.SecretAccessKey,
 		ManagementAccountID: org.ManagementAccountID, OrganizationID: org.OrganizationID,
 		OUs: org.OUs, RegistryTable: p.Registry.Table(), Issuer: p.Issuer.URL(),
+		TenantDomain: p.Control.TenantDomain, HostedZoneID: p.Control.HostedZoneID,
 	}
 	if err := p.startAPI(o.APIAddr); err != nil {
 		p.Close()
