@@ -62,6 +62,18 @@ func TestDecommission(t *testing.T) {
 	if done.State != registry.StateClosed || done.Endpoint != "" {
 		t.Fatalf("after decommission: %s endpoint %q (%s)", done.State, done.Endpoint, done.Reason)
 	}
+	// Its DNS name is gone, the other tenant's stays.
+	if _, _, ok, err := c.Reconciler.LookupDNS(ctx, done); err != nil || ok {
+		t.Errorf("after decommission: DNS record of leaving still there (%v)", err)
+	}
+	if done.Attributes[vending.AttrDNSName] != "" {
+		t.Errorf("after decommission: registry still names %q", done.Attributes[vending.AttrDNSName])
+	}
+	staying, err := c.Registry.Get(ctx, "staying")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkDNS(t, c, staying)
 
 	var report vending.DeletionReport
 	if err := c.Registry.Report(ctx, "leaving", vending.ReportDeletion, &report); err != nil {

@@ -21,8 +21,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/organizations"
+	"github.com/aws/aws-sdk-go-v2/service/route53"
 
 	"github.com/silo-saas/silo/internal/api"
 	"github.com/silo-saas/silo/internal/awsx"
@@ -125,6 +127,7 @@ func TestLocalPlatformLifecycle(t *testing.T) {
 		}
 	}
 	checkConsole(ctx, t, info, tn)
+	checkResolve(ctx, t, bin, info, cfg, tn)
 	// An operator lists, suspends with a reason, and reads the audit trail.
 	var list api.TenantList
 	runCLI(ctx, t, bin, &list, "tenants", "ls", "--api", info.API, "--token", info.AdminToken, "--state", "active", "--json")
@@ -135,6 +138,11 @@ func TestLocalPlatformLifecycle(t *testing.T) {
 	runCLI(ctx, t, bin, &suspended, "tenants", "suspend", signed.ID, "--reason", "e2e check", "--api", info.API, "--token", info.AdminToken, "--json")
 	if suspended.State != registry.StateSuspended {
 		t.Errorf("after suspend: %s", suspended.State)
+	}
+	// A suspended tenant no longer resolves: the one 404 of every id that
+	// does not serve.
+	if out, err := exec.CommandContext(ctx, bin, "tenants", "resolve", signed.ID, "--api", info.API).CombinedOutput(); exitCode(err) != 1 || !strings.Contains(string(out), "404") {
+		t.Errorf("resolve a suspended tenant: exit %d, %s", exitCode(err), out)
 	}
 	var events api.EventList
 	runCLI(ctx, t, bin, &events, "tenants", "events", signed.ID, "--api", info.API, "--token", info.AdminToken, "--json")
@@ -185,10 +193,48 @@ func TestLocalPlatformLifecycle(t *testing.T) {
 	if _, err := os.Stat(ready); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("ready file left behind: %v", err)
 	}
-	for _, want := range []string{"AWS endpoint", info.AWSEndpoint, "registry table", "token issuer", info.Issuer, info.API, "SILO_TOKEN="} {
+	for _, want := range []string{"AWS endpoint", info.AWSEndpoint, "registry table", "token issuer", info.Issuer, info.API, "SILO_TOKEN=", "tenant DNS names", info.HostedZoneID} {
 		if !strings.Contains(printed.String(), want) {
 			t.Errorf("summary does not show %q:\n%s", want, printed.String())
 		}
+	}
+}
+
+// checkResolve finds the tenant as a front end would: by id without a
+// token, its DNS name an A record to the loopback address in the local
+// hosted zone; and an operator token is not an end user's.
+func checkResolve(ctx context.Context, t *testing.T, bin string, info local.Info, cfg aws.Config, tn *registry.Tenant) {
+	t.Helper()
+	var got api.ResolveView
+	runCLI(ctx, t, bin, &got, "tenants", "resolve", tn.ID, "--api", info.API, "--json")
+	if info.TenantDomain != local.TenantDomain || info.HostedZoneID == "" {
+		t.Errorf("ready file: tenant domain %q, zone %q", info.TenantDomain, info.HostedZoneID)
+	}
+	want := api.ResolveView{ID: tn.ID, Endpoint: tn.Endpoint, DNSName: tn.ID + "." + local.TenantDomain, Region: tn.Region, State: registry.StateActive}
+	if got != want {
+		t.Errorf("tenants resolve = %+v, want %+v", got, want)
+	}
+	r53 := route53.NewFromConfig(cfg)
+	zones, err := r53.ListHostedZonesByName(ctx, &route53.ListHostedZonesByNameInput{DNSName: aws.String(local.TenantDomain)})
+	if err != nil || len(zones.HostedZones) != 1 {
+		t.Fatalf("hosted zone %s: %+v %v", local.TenantDomain, zones, err)
+	}
+	records, err := r53.ListResourceRecordSets(ctx, &route53.ListResourceRecordSetsInput{HostedZoneId: zones.HostedZones[0].Id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, rr := range records.ResourceRecordSets {
+		if aws.ToString(rr.Name) == want.DNSName+"." {
+			found = rr.Type == "A" && len(rr.ResourceRecords) == 1 && aws.ToString(rr.ResourceRecords[0].Value) == "127.0.0.1"
+		}
+	}
+	if !found {
+		t.Errorf("no A record %s -> 127.0.0.1 in %+v", want.DNSName, records.ResourceRecordSets)
+	}
+	out, err := exec.CommandContext(ctx, bin, "tenants", "resolve", "--user-token", info.AdminToken, "--api", info.API).CombinedOutput()
+	if code := exitCode(err); code != 1 || !strings.Contains(string(out), "401") {
+		t.Errorf("resolve with an operator token: exit %d, %s", code, out)
 	}
 }
 

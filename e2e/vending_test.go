@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"net/url"
 	"os"
 	"slices"
 	"sort"
@@ -137,11 +138,34 @@ func checkFleet(t *testing.T, c *local.Control, ids []string) {
 		if tn.Endpoint == "" || tn.AppVersion != c.Release.ID {
 			t.Errorf("tenant %s: endpoint %q version %q", id, tn.Endpoint, tn.AppVersion)
 		}
+		checkDNS(t, c, tn)
 	}
 	for _, a := range accounts {
 		if _, ok := owned[a]; !ok {
 			t.Errorf("orphan account %s: in the organization, owned by no tenant", a)
 		}
+	}
+}
+
+// checkDNS verifies an ACTIVE tenant's DNS name: recorded in the registry
+// and pointing at its endpoint's host in the hosted zone (a CNAME to the
+// API host, an A record for a loopback endpoint).
+func checkDNS(t *testing.T, c *local.Control, tn *registry.Tenant) {
+	t.Helper()
+	want := vending.DNSName(tn.ID, c.TenantDomain)
+	if got := tn.Attributes[vending.AttrDNSName]; got != want {
+		t.Errorf("tenant %s: dns name %q in the registry, want %q", tn.ID, got, want)
+	}
+	typ, value, ok, err := c.Reconciler.LookupDNS(t.Context(), tn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse(tn.Endpoint)
+	switch {
+	case !ok:
+		t.Errorf("tenant %s: no DNS record %s in zone %s", tn.ID, want, c.HostedZoneID)
+	case value != u.Hostname() || (typ != "CNAME" && typ != "A"):
+		t.Errorf("tenant %s: DNS record %s %s, want it to point at %s", tn.ID, typ, value, u.Hostname())
 	}
 }
 

@@ -417,3 +417,35 @@ func collect(v any, out map[string]bool) {
 		out[x] = true
 	}
 }
+
+// TestStageThrottleEveryMethodByTier: the stage's one method setting covers
+// every resource and method, with the TierThrottle row the Tier parameter
+// picks; every allowed tier has a row (the local app host reads the same
+// mapping and throttles an unknown tier not at all), and no row is extra.
+func TestStageThrottleEveryMethodByTier(t *testing.T) {
+	tpl := parse(t)
+	var rows []string
+	for tier := range tpl.Mappings["TierThrottle"] {
+		rows = append(rows, tier)
+	}
+	slices.Sort(rows)
+	want := slices.Clone(Tiers)
+	slices.Sort(want)
+	if diff := cmp.Diff(want, rows); diff != "" {
+		t.Errorf("TierThrottle rows (-tiers +rows):\n%s", diff)
+	}
+	for tier, th := range TierThrottles {
+		if row := tpl.Mappings["TierThrottle"][tier]; row["Rate"] != float64(th.Rate) || row["Burst"] != float64(th.Burst) || th.Burst < th.Rate {
+			t.Errorf("tier %s: row %v, TierThrottles %+v", tier, row, th)
+		}
+	}
+	_, stage := only(t, tpl, "AWS::ApiGateway::Stage")
+	settings, ok := stage.Properties["MethodSettings"].([]any)
+	if !ok || len(settings) != 1 {
+		t.Fatalf("stage method settings %s, want one", jsonOf(stage.Properties["MethodSettings"]))
+	}
+	s := settings[0].(map[string]any)
+	if s["HttpMethod"] != "*" || s["ResourcePath"] != "/*" {
+		t.Errorf("method setting covers %v %v, want every method of every resource", s["HttpMethod"], s["ResourcePath"])
+	}
+}

@@ -134,6 +134,7 @@ func printLocalSummary(w io.Writer, info local.Info) {
 		fmt.Fprintf(tw, "OU %s\t%s\n", path, info.OUs[path])
 	}
 	fmt.Fprintf(tw, "registry table\t%s\n", info.RegistryTable)
+	fmt.Fprintf(tw, "tenant DNS names\t<id>.%s (hosted zone %s)\n", info.TenantDomain, info.HostedZoneID)
 	tw.Flush()
 	fmt.Fprintf(w, `
 use the CLI against it (admin token, valid 24 hours):

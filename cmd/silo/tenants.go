@@ -191,7 +191,54 @@ identity.`,
 	} {
 		cmd.AddCommand(newActionCmd(&f, a.name, a.short))
 	}
-	cmd.AddCommand(newPinCmd(&f), newUnpinCmd(&f))
+	cmd.AddCommand(newPinCmd(&f), newUnpinCmd(&f), newResolveCmd(&f))
+	return cmd
+}
+
+// newResolveCmd is `silo tenants resolve`: where a tenant's own API is, as a
+// front end finds it (GET /v1/resolve). By id it needs no token.
+func newResolveCmd(f *apiFlags) *cobra.Command {
+	var userToken string
+	cmd := &cobra.Command{
+		Use:   "resolve [ID | --user-token T]",
+		Short: "Find a serving tenant's endpoint and DNS name, by id or from an end user's token",
+		Long: `resolve asks GET /v1/resolve where a tenant's API is. By id it is public
+(no --token needed) and answers only for a serving tenant (ACTIVE or
+UPDATING): any other id is "not found". With --user-token, an end user's token
+of the tenant application, it resolves the tenant the token names and says
+why not when it cannot (suspended, not ready, unknown).`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if (len(args) == 1) == (userToken != "") || len(args) > 1 {
+				return usageError{errors.New("give a tenant id or --user-token, one of them")}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			var v *api.ResolveView
+			if userToken != "" {
+				v, err = c.ResolveUser(cmd.Context(), userToken)
+			} else {
+				v, err = c.Resolve(cmd.Context(), args[0])
+			}
+			if err != nil {
+				return err
+			}
+			if f.asJSON {
+				return printJSON(cmd.OutOrStdout(), v)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
+			fmt.Fprintf(tw, "tenant\t%s\nstate\t%s\nregion\t%s\nendpoint\t%s\n", v.ID, v.State, v.Region, v.Endpoint)
+			if v.DNSName != "" {
+				fmt.Fprintf(tw, "dns name\t%s\n", v.DNSName)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVar(&userToken, "user-token", "", "an end user's bearer token of the tenant application")
 	return cmd
 }
 

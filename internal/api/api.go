@@ -49,7 +49,10 @@ type Deps struct {
 	Audits Audits
 	// Verifier checks operator bearer tokens.
 	Verifier Verifier
-	Log      *slog.Logger
+	// Users checks end users' tokens of the tenant application for
+	// GET /v1/resolve; when nil that form answers 501 not_configured.
+	Users UserVerifier
+	Log   *slog.Logger
 	// Now is the clock of the rate limiter; time.Now when nil.
 	Now func() time.Time
 }
@@ -78,6 +81,11 @@ type Options struct {
 	// replayed signup, or one the registry refuses, gives its token back.
 	DomainSignupRate  rate.Limit
 	DomainSignupBurst int
+	// ResolveRate and ResolveBurst limit GET /v1/resolve per client
+	// (DefaultResolveRate and DefaultResolveBurst when zero; rate.Inf for
+	// no limit), apart from the signup limit.
+	ResolveRate  rate.Limit
+	ResolveBurst int
 	// MaxBody is the largest request body accepted (DefaultMaxBody when zero).
 	MaxBody int64
 	// MaxClients bounds the rate limiter's memory (DefaultMaxClients when zero).
@@ -104,8 +112,10 @@ type API struct {
 	// domains is the signup budget per registrable email domain, shared by
 	// every client.
 	domains *limiter
-	mux     *http.ServeMux
-	h       http.Handler
+	// resolveLimits is GET /v1/resolve's own per-client limit.
+	resolveLimits *limiter
+	mux           *http.ServeMux
+	h             http.Handler
 	// endpoints are the "METHOD /pattern" of every route registered, for
 	// Endpoints.
 	endpoints []string
@@ -134,6 +144,12 @@ func New(d Deps, o Options) (*API, error) {
 	if o.DomainSignupBurst == 0 {
 		o.DomainSignupBurst = DefaultDomainSignupBurst
 	}
+	if o.ResolveRate == 0 {
+		o.ResolveRate = DefaultResolveRate
+	}
+	if o.ResolveBurst == 0 {
+		o.ResolveBurst = DefaultResolveBurst
+	}
 	if o.MaxBody == 0 {
 		o.MaxBody = DefaultMaxBody
 	}
@@ -142,10 +158,11 @@ func New(d Deps, o Options) (*API, error) {
 	}
 	a := &API{
 		d: d, o: o,
-		status:  statusTokens{secret: o.StatusSecret},
-		limits:  newLimiter(o.SignupRate, o.SignupBurst, o.MaxClients),
-		domains: newLimiter(o.DomainSignupRate, o.DomainSignupBurst, o.MaxClients),
-		mux:     http.NewServeMux(),
+		status:        statusTokens{secret: o.StatusSecret},
+		limits:        newLimiter(o.SignupRate, o.SignupBurst, o.MaxClients),
+		domains:       newLimiter(o.DomainSignupRate, o.DomainSignupBurst, o.MaxClients),
+		resolveLimits: newLimiter(o.ResolveRate, o.ResolveBurst, o.MaxClients),
+		mux:           http.NewServeMux(),
 	}
 	a.routes()
 	a.h = a.withRequest(a.mux)
@@ -196,6 +213,7 @@ func (a *API) Endpoints() []string {
 
 func (a *API) routes() {
 	a.handle("/v1/signup", route{http.MethodPost: a.signup})
+	a.handle("/v1/resolve", route{http.MethodGet: a.resolve})
 	a.handle("/v1/tenants", route{http.MethodGet: a.listTenants})
 	a.handle("/v1/tenants/{id}", route{http.MethodGet: a.getTenant})
 	a.handle("/v1/tenants/{id}/events", route{http.MethodGet: a.tenantEvents})

@@ -104,6 +104,12 @@ func newAPI(t *testing.T, store *registry.Store, db *dynamodb.Client, o Options)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// End users' tokens of the tenant app: same issuer and key as the
+	// operators' here (as in local mode), another audience.
+	users, err := NewJWTUserVerifier(JWTConfig{Key: iss.PublicKey(), Issuer: iss.URL(), Audience: issuer.DefaultAudience})
+	if err != nil {
+		t.Fatal(err)
+	}
 	f := &fixture{store: store, db: db, iss: iss, calls: &calls{}, logs: &syncBuffer{}}
 	if o.StatusSecret == nil {
 		o.StatusSecret = []byte("0123456789abcdef0123456789abcdef")
@@ -131,6 +137,7 @@ func newAPI(t *testing.T, store *registry.Store, db *dynamodb.Client, o Options)
 			return store.Transition(ctx, t, t.FailedFrom, registry.Change{Actor: actor, Reason: reason, Type: "retry"})
 		},
 		Verifier: v,
+		Users:    users,
 		Log:      slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}, o)
 	if err != nil {

@@ -132,6 +132,7 @@ func matrixRequests(t *testing.T) map[string]matrixRequest {
 	return map[string]matrixRequest{
 		"POST /v1/signup":                    {body: goodBody},
 		"GET /v1/tenants":                    {query: "state=requested"},
+		"GET /v1/resolve":                    {query: "tenant={id}"},
 		"POST /v1/tenants/{id}/suspend":      reason,
 		"POST /v1/tenants/{id}/resume":       reason,
 		"POST /v1/tenants/{id}/retry":        reason,

@@ -85,6 +85,22 @@ func (c *Client) Events(ctx context.Context, id string) (*EventList, error) {
 	return &out, err
 }
 
+// Resolve finds a serving tenant's endpoint by its id (public: no token
+// is needed, and any the client has is ignored by the API).
+func (c *Client) Resolve(ctx context.Context, id string) (*ResolveView, error) {
+	var out ResolveView
+	err := c.do(ctx, http.MethodGet, "/v1/resolve?"+url.Values{"tenant": {id}}.Encode(), nil, nil, &out)
+	return &out, err
+}
+
+// ResolveUser finds the endpoint of the tenant an end user's token (of
+// the tenant application) names; token is sent instead of the client's.
+func (c *Client) ResolveUser(ctx context.Context, token string) (*ResolveView, error) {
+	var out ResolveView
+	err := c.do(ctx, http.MethodGet, "/v1/resolve", nil, map[string]string{"Authorization": "Bearer " + token}, &out)
+	return &out, err
+}
+
 // Action runs an operator action (suspend, resume, retry, redeploy,
 // decommission) with a reason.
 func (c *Client) Action(ctx context.Context, id, action, reason string) (*TenantView, error) {

@@ -79,6 +79,8 @@ type Config struct {
 	// the tenant's URL fail every request. When nil the package is not
 	// looked at.
 	Code func(ctx context.Context, t *registry.Tenant) (location string, zip []byte, err error)
+	// Now is the clock of the stage throttles; time.Now when nil.
+	Now func() time.Time
 }
 
 // Host serves each deployed tenant's app on its own loopback URL.
@@ -87,6 +89,11 @@ type Host struct {
 	cfg       Config
 	log       *slog.Logger
 	newLambda func(aws.Config) lambdaAPI
+	// throttles are the template's stage limits by tier (throttle.go);
+	// throttleErr says why they could not be read.
+	throttles   map[registry.Tier]Throttle
+	throttleErr error
+	now         func() time.Time
 
 	wg sync.WaitGroup // one per serve goroutine
 
@@ -109,15 +116,28 @@ type served struct {
 	// package changes it back, and the handler with it.
 	location string
 	handler  atomic.Pointer[http.Handler]
+	// stage throttles the tenant's requests by its tier, as its API
+	// Gateway stage does in AWS.
+	stage atomic.Pointer[stage]
 }
 
 func (s *served) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !s.stage.Load().allow() {
+		tooManyRequests(w)
+		return
+	}
 	(*s.handler.Load()).ServeHTTP(w, r)
 }
 
 // New returns a host that acts in tenants' accounts through accounts.
 func New(accounts *awsx.Accounts, cfg Config, log *slog.Logger) *Host {
+	throttles, err := TierThrottles()
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
 	return &Host{
+		throttles: throttles, throttleErr: err, now: now,
 		accounts:  accounts,
 		cfg:       cfg,
 		log:       log,
@@ -139,6 +159,9 @@ func New(accounts *awsx.Accounts, cfg Config, log *slog.Logger) *Host {
 func (h *Host) Endpoint(ctx context.Context, t *registry.Tenant, _ map[string]string) (string, error) {
 	if t.AccountID == "" {
 		return "", fmt.Errorf("serve tenant %s: no account", t.ID)
+	}
+	if h.throttleErr != nil {
+		return "", fmt.Errorf("serve tenant %s: stage throttles: %w", t.ID, h.throttleErr)
 	}
 	member := h.accounts.Config(t.AccountID)
 	if t.Region != "" {
@@ -172,6 +195,9 @@ func (h *Host) Endpoint(ctx context.Context, t *registry.Tenant, _ map[string]st
 		return "", ErrClosed
 	}
 	if s, ok := h.apps[t.ID]; ok {
+		if st := s.stage.Load(); st == nil || st.tier != t.Tier {
+			s.stage.Store(h.throttleFor(t.Tier))
+		}
 		if s.cfg != cfg || s.location != location {
 			s.cfg, s.location = cfg, location
 			s.handler.Store(&handler)
@@ -186,6 +212,7 @@ func (h *Host) Endpoint(ctx context.Context, t *registry.Tenant, _ map[string]st
 	}
 	s := &served{url: "http://" + ln.Addr().String(), cfg: cfg, location: location}
 	s.handler.Store(&handler)
+	s.stage.Store(h.throttleFor(t.Tier))
 	s.srv = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
 	h.apps[t.ID] = s
 	h.wg.Add(1)

@@ -3,6 +3,7 @@ package apphost_test
 import (
 	"archive/zip"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -56,6 +57,7 @@ func newFixture(t *testing.T) *fixture { return newFixtureWith(t, hostOptions{})
 type hostOptions struct {
 	code func(context.Context, *registry.Tenant) (string, []byte, error)
 	log  *slog.Logger
+	now  func() time.Time
 }
 
 func newFixtureWith(t *testing.T, o hostOptions) *fixture {
@@ -84,7 +86,7 @@ func newFixtureWith(t *testing.T, o hostOptions) *fixture {
 		t.Fatal(err)
 	}
 	host := apphost.New(awsx.NewAccounts(mgmt, sts.NewFromConfig(mgmt), awsx.AccountsOptions{}),
-		apphost.Config{Issuer: iss.URL(), Audience: iss.Audience(), JWKSURL: iss.JWKSURL(), Code: o.code}, log)
+		apphost.Config{Issuer: iss.URL(), Audience: iss.Audience(), JWKSURL: iss.JWKSURL(), Code: o.code, Now: o.now}, log)
 	t.Cleanup(host.Close)
 	c, err := local.Wire(ctx, org, local.ControlOptions{
 		Endpoint: host.Endpoint, Unserve: func(id string) { host.Stop(id) },
@@ -99,12 +101,18 @@ func newFixtureWith(t *testing.T, o hostOptions) *fixture {
 // vend signs up ids in the given regions and drives them to ACTIVE.
 func (f *fixture) vend(t *testing.T, regions map[string]string) map[string]*registry.Tenant {
 	t.Helper()
+	return f.vendTiers(t, regions, nil)
+}
+
+// vendTiers is vend with each tenant's tier (standard when not given).
+func (f *fixture) vendTiers(t *testing.T, regions map[string]string, tiers map[string]registry.Tier) map[string]*registry.Tenant {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	var ids []string
 	for id, region := range regions {
 		if _, _, err := f.c.Registry.Create(ctx, registry.Spec{
-			ID: id, Name: "Tenant " + id, Email: "owner@" + id + ".example", Tier: registry.TierStandard, Region: region,
+			ID: id, Name: "Tenant " + id, Email: "owner@" + id + ".example", Tier: cmp.Or(tiers[id], registry.TierStandard), Region: region,
 		}, "signup-"+id, "test"); err != nil {
 			t.Fatal(err)
 		}

@@ -7,6 +7,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	orgtypes "github.com/aws/aws-sdk-go-v2/service/organizations/types"
+	r53types "github.com/aws/aws-sdk-go-v2/service/route53/types"
 	"github.com/aws/smithy-go"
 )
 
@@ -75,6 +76,8 @@ var codes = map[string]Class{
 	"DuplicateAccountException":            AlreadyExists,
 	"AlreadyInOrganizationException":       AlreadyExists,
 	"ResourceConflictException":            AlreadyExists,
+	"HostedZoneAlreadyExists":              AlreadyExists, // Route 53, same caller reference
+	"ConflictingDomainExists":              AlreadyExists,
 
 	// conflict: someone else changed the thing first, or an operation is running.
 	"ConditionalCheckFailedException":   Conflict,
@@ -104,6 +107,8 @@ var codes = map[string]Class{
 	"InvalidInputException":            Invalid,
 	"ConstraintViolationException":     Invalid,
 	"MalformedPolicyDocumentException": Invalid,
+	"InvalidChangeBatch":               Invalid, // Route 53
+	"InvalidInput":                     Invalid, // Route 53
 
 	// quota: an account-level limit; wait for capacity, do not hammer.
 	"ServiceQuotaExceededException": Quota,
@@ -222,6 +227,24 @@ func IsInvalid(err error) bool { return Classify(err) == Invalid }
 
 // IsQuota reports whether err is an account-level quota.
 func IsQuota(err error) bool { return Classify(err) == Quota }
+
+// IsRecordSetGone reports whether a Route 53 DELETE was refused because
+// the record set is not there (deleted already): InvalidChangeBatch "Tried to
+// delete resource record set [...] but it was not found" in AWS; the
+// emulator answers InvalidInput "... found none in Change with
+// [Action=DELETE, ...]" instead.
+func IsRecordSetGone(err error) bool {
+	var icb *r53types.InvalidChangeBatch
+	if errors.As(err, &icb) {
+		for _, m := range append([]string{icb.ErrorMessage()}, icb.Messages...) {
+			if strings.Contains(m, "but it was not found") {
+				return true
+			}
+		}
+		return false
+	}
+	return ErrorCode(err) == "InvalidInput" && strings.Contains(errorMessage(err), "Action=DELETE")
+}
 
 // TransactionReasons returns the per-item cancellation codes of a cancelled
 // DynamoDB transaction, in the order of its items ("None" for an item that

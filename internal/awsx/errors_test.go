@@ -8,6 +8,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	orgtypes "github.com/aws/aws-sdk-go-v2/service/organizations/types"
+	r53types "github.com/aws/aws-sdk-go-v2/service/route53/types"
 	"github.com/aws/smithy-go"
 	"github.com/google/go-cmp/cmp"
 )
@@ -117,5 +118,33 @@ func TestStackSetOperationClassifiers(t *testing.T) {
 				t.Errorf("IsOperationInProgress = %v, want %v", got, tc.inFlight)
 			}
 		})
+	}
+}
+
+func TestIsRecordSetGone(t *testing.T) {
+	cases := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"aws: delete of a missing record", fmt.Errorf("delete: %w", &r53types.InvalidChangeBatch{
+			Messages: []string{"Tried to delete resource record set [name='a.example.com.', type='A'] but it was not found"},
+		}), true},
+		{"aws: other change batch problem", &r53types.InvalidChangeBatch{Messages: []string{"RRSet of type CNAME with DNS name a.example.com. is not permitted"}}, false},
+		{"emulator: delete of a missing record", &smithy.GenericAPIError{Code: "InvalidInput",
+			Message: "Invalid request: Expected exactly one of [AliasTarget, all of [TTL, and ResourceRecords], or TrafficPolicyInstanceId], but found none in Change with [Action=DELETE, Name=a.example.com, Type=A, SetIdentifier=null]"}, true},
+		{"other invalid input", &smithy.GenericAPIError{Code: "InvalidInput", Message: "bad name"}, false},
+		{"throttled", apiErr("Throttling"), false},
+		{"nil", nil, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := IsRecordSetGone(tc.err); got != tc.want {
+				t.Errorf("IsRecordSetGone(%v) = %v, want %v", tc.err, got, tc.want)
+			}
+		})
+	}
+	if got := Classify(&r53types.InvalidChangeBatch{}); got != Invalid {
+		t.Errorf("InvalidChangeBatch is %s, want invalid", got)
 	}
 }

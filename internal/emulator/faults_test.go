@@ -16,6 +16,8 @@ import (
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/organizations"
 	orgtypes "github.com/aws/aws-sdk-go-v2/service/organizations/types"
+	"github.com/aws/aws-sdk-go-v2/service/route53"
+	r53types "github.com/aws/aws-sdk-go-v2/service/route53/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/google/go-cmp/cmp"
@@ -270,6 +272,10 @@ func TestThrottlingUsesEachServicesError(t *testing.T) {
 			_, err := s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true }).ListBuckets(ctx, &s3.ListBucketsInput{})
 			return err
 		}, "SlowDown"},
+		{"Route 53 REST-XML", func(ctx context.Context) error {
+			_, err := route53.NewFromConfig(cfg).ListHostedZones(ctx, &route53.ListHostedZonesInput{})
+			return err
+		}, "Throttling"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -569,5 +575,85 @@ func TestResetClearsFaults(t *testing.T) {
 	}
 	if got := emu.Proxy.Stats().Calls; !cmp.Equal(got, map[string]int64{"Organizations.CreateAccount": 1}) {
 		t.Errorf("calls after reset = %v", got)
+	}
+}
+
+// TestRoute53ThroughProxy: Route 53 (REST-XML) is forwarded as it came and
+// named like the SDK's operations; its throttles and injected failures come
+// in Route 53's XML error shape, so the SDK parses their codes and retries.
+func TestRoute53ThroughProxy(t *testing.T) {
+	ctx := t.Context()
+	o := emu.ResetT(t)
+	r53 := route53.NewFromConfig(clientConfig(t, o, 0, nil))
+	zone, err := r53.CreateHostedZone(ctx, &route53.CreateHostedZoneInput{Name: aws.String("tenants.example.internal"), CallerReference: aws.String("ref-1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	zoneID := aws.ToString(zone.HostedZone.Id)
+	rr := &r53types.ResourceRecordSet{Name: aws.String("acme.tenants.example.internal"), Type: r53types.RRTypeA, TTL: aws.Int64(60),
+		ResourceRecords: []r53types.ResourceRecord{{Value: aws.String("127.0.0.1")}}}
+	change := func(action r53types.ChangeAction) error {
+		_, err := r53.ChangeResourceRecordSets(ctx, &route53.ChangeResourceRecordSetsInput{HostedZoneId: aws.String(zoneID),
+			ChangeBatch: &r53types.ChangeBatch{Changes: []r53types.Change{{Action: action, ResourceRecordSet: rr}}}})
+		return err
+	}
+	list := func() []string {
+		out, err := r53.ListResourceRecordSets(ctx, &route53.ListResourceRecordSetsInput{HostedZoneId: aws.String(zoneID)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, s := range out.ResourceRecordSets {
+			if s.Type == r53types.RRTypeA {
+				got = append(got, aws.ToString(s.Name)+" "+aws.ToString(s.ResourceRecords[0].Value))
+			}
+		}
+		return got
+	}
+
+	// Every change call throttled half the time: silo's retryer rides it out.
+	emu.Proxy.Configure(Faults{Throttle: map[string]float64{"Route 53.ChangeResourceRecordSets": 0.5}, Seed: 11})
+	for range 3 {
+		if err := change(r53types.ChangeActionUpsert); err != nil {
+			t.Fatalf("upsert under throttling: %v", err)
+		}
+	}
+	st := emu.Proxy.Stats()
+	if st.Throttled["Route 53.ChangeResourceRecordSets"] == 0 || st.Calls["Route 53.ListResourceRecordSets"] != 0 {
+		t.Errorf("stats %+v: want some ChangeResourceRecordSets throttled (and the seed to throttle at least one)", st)
+	}
+	emu.Proxy.Configure(Faults{})
+	if diff := cmp.Diff([]string{"acme.tenants.example.internal. 127.0.0.1"}, list()); diff != "" {
+		t.Errorf("records after upsert (-want +got):\n%s", diff)
+	}
+	if got := emu.Proxy.Stats().Calls["Route 53.ListResourceRecordSets"]; got != 1 {
+		t.Errorf("ListResourceRecordSets counted %d times, want 1", got)
+	}
+
+	// An injected failure is a 500 in the XML shape: code InternalFailure.
+	emu.Proxy.SetHook(func(op awsx.Op, _ int64) error {
+		if op.String() == "Route 53.ChangeResourceRecordSets" {
+			return errors.New("crash here")
+		}
+		return nil
+	})
+	one := route53.NewFromConfig(clientConfig(t, o, 1, nil))
+	_, err = one.ChangeResourceRecordSets(ctx, &route53.ChangeResourceRecordSetsInput{HostedZoneId: aws.String(zoneID),
+		ChangeBatch: &r53types.ChangeBatch{Changes: []r53types.Change{{Action: r53types.ChangeActionDelete, ResourceRecordSet: rr}}}})
+	if got := awsx.ErrorCode(err); got != "InternalFailure" {
+		t.Errorf("injected failure: %v (code %q), want InternalFailure", err, got)
+	}
+	emu.Proxy.SetHook(nil)
+
+	// DELETE with the exact record removes it; a second DELETE is refused
+	// in a way awsx recognises as "already gone".
+	if err := change(r53types.ChangeActionDelete); err != nil {
+		t.Fatalf("delete: %v", err)
+	}
+	if got := list(); len(got) != 0 {
+		t.Errorf("records after delete: %v", got)
+	}
+	if err := change(r53types.ChangeActionDelete); err != nil && !awsx.IsRecordSetGone(err) {
+		t.Errorf("second delete: %v (code %q), want success or a record-gone error", err, awsx.ErrorCode(err))
 	}
 }

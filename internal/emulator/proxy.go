@@ -158,9 +158,10 @@ func (p *Proxy) resetLocked() {
 type protocol int
 
 const (
-	protoREST  protocol = iota // S3 and other REST services
-	protoJSON                  // X-Amz-Target: Organizations, DynamoDB, KMS, ...
-	protoQuery                 // form-encoded Action=: STS, CloudFormation, IAM
+	protoREST    protocol = iota // S3 and other REST services
+	protoJSON                    // X-Amz-Target: Organizations, DynamoDB, KMS, ...
+	protoQuery                   // form-encoded Action=: STS, CloudFormation, IAM
+	protoRESTXML                 // REST with XML errors in an ErrorResponse: Route 53
 )
 
 // call is one request as the proxy understands it.
@@ -182,6 +183,7 @@ var serviceIDs = map[string]string{
 	"secretsmanager": "Secrets Manager", "events": "EventBridge", "sqs": "SQS",
 	"monitoring": "CloudWatch", "lambda": "Lambda", "logs": "CloudWatch Logs",
 	"states": "SFN", "apigateway": "API Gateway", "tagging": "Resource Groups Tagging API",
+	"route53": "Route 53",
 }
 
 // identify works out a request's service and operation. The signing
@@ -196,6 +198,12 @@ func identify(r *http.Request) (*call, error) {
 	}
 	if signing == "s3" {
 		c.op.Operation = s3Operation(r)
+		return c, nil
+	}
+	if signing == "route53" {
+		// REST-XML: the body (a change batch) is small; it is forwarded
+		// as it came.
+		c.proto, c.op.Operation = protoRESTXML, route53Operation(r)
 		return c, nil
 	}
 	if r.Body != nil {
@@ -290,6 +298,37 @@ func s3Operation(r *http.Request) string {
 		}
 	}
 	return r.Method + "Bucket"
+}
+
+// route53Operation names the Route 53 operations silo makes from the
+// method and path (/2013-04-01/hostedzone/{Id}/rrset, ...).
+func route53Operation(r *http.Request) string {
+	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+	if len(parts) >= 2 {
+		parts = parts[1:] // the API version
+	}
+	switch {
+	case len(parts) == 1 && parts[0] == "hostedzone":
+		if r.Method == http.MethodPost {
+			return "CreateHostedZone"
+		}
+		return "ListHostedZones"
+	case len(parts) == 1 && parts[0] == "hostedzonesbyname":
+		return "ListHostedZonesByName"
+	case len(parts) == 2 && parts[0] == "hostedzone":
+		if r.Method == http.MethodDelete {
+			return "DeleteHostedZone"
+		}
+		return "GetHostedZone"
+	case len(parts) == 3 && parts[0] == "hostedzone" && parts[2] == "rrset":
+		if r.Method == http.MethodPost {
+			return "ChangeResourceRecordSets"
+		}
+		return "ListResourceRecordSets"
+	case len(parts) == 2 && parts[0] == "change":
+		return "GetChange"
+	}
+	return r.Method + " " + r.URL.Path
 }
 
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -464,6 +503,7 @@ var queryNamespaces = map[string]string{
 	"STS":            "https://sts.amazonaws.com/doc/2011-06-15/",
 	"CloudFormation": "http://cloudformation.amazonaws.com/doc/2010-05-15/",
 	"IAM":            "https://iam.amazonaws.com/doc/2010-05-08/",
+	"Route 53":       "https://route53.amazonaws.com/doc/2013-04-01/",
 }
 
 // writeError answers with e in c's protocol: JSON with __type for JSON
@@ -499,7 +539,10 @@ func writeError(w http.ResponseWriter, c *call, e awsError) {
 		w.Header().Set("X-Amzn-RequestId", id)
 		w.WriteHeader(e.status)
 		_, _ = w.Write(b)
-	case c.proto == protoQuery:
+	case c.proto == protoQuery || c.proto == protoRESTXML:
+		// Route 53 (REST-XML) answers errors in the query services' shape;
+		// its SDK deserializer reads nothing else (a JSON body is not
+		// even an error it can classify, so it is never retried).
 		typ := "Sender"
 		if e.status >= 500 {
 			typ = "Receiver"
@@ -535,7 +578,8 @@ func writeThrottle(w http.ResponseWriter, c *call) {
 			message: "The level of configured provisioned throughput for the table was exceeded. Consider increasing your provisioning level with the UpdateTable API."})
 	case c.op.Service == "DynamoDB":
 		writeError(w, c, awsError{status: http.StatusBadRequest, code: "com.amazonaws.dynamodb.v20120810#ThrottlingException", message: "Rate of requests exceeds the allowed throughput."})
-	case c.proto == protoQuery:
+	case c.proto == protoQuery || c.proto == protoRESTXML:
+		// Route 53 as the query services: HTTP 400, Throttling.
 		writeError(w, c, awsError{status: http.StatusBadRequest, code: "Throttling", message: "Rate exceeded"})
 	case c.op.Service == "S3":
 		writeError(w, c, awsError{status: http.StatusServiceUnavailable, code: "SlowDown", message: "Please reduce your request rate."})

@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/organizations"
+	"github.com/aws/aws-sdk-go-v2/service/route53"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go/middleware"
@@ -54,7 +56,16 @@ type ControlOptions struct {
 	// Unserve, when set, is told each tenant that is decommissioned, so
 	// whatever serves its endpoint (the local app host) stops.
 	Unserve func(tenantID string)
+	// TenantDomain is the hosted zone made for tenants' DNS names;
+	// TenantDomain (the package constant) when empty.
+	TenantDomain string
 }
+
+// TenantDomain is the domain of local tenants' DNS names: each customer
+// tenant is <id>.tenants.silo.internal, an A record to 127.0.0.1 in a
+// hosted zone of the management account (the app host's URLs carry a port
+// no DNS record can; the full URL stays in the registry).
+const TenantDomain = "tenants.silo.internal"
 
 // Control is silo's control plane wired onto a seeded emulator: the same
 // packages that run in the Lambdas in AWS.
@@ -70,6 +81,10 @@ type Control struct {
 	// Bus publishes tenant events to the EventBus (the prober's health
 	// transitions go there too).
 	Bus *vending.Bus
+	// DNS is Route 53 in the management account; HostedZoneID the zone of
+	// TenantDomain holding the tenants' DNS names.
+	DNS                        *route53.Client
+	HostedZoneID, TenantDomain string
 }
 
 // EventBus is the name of silo's event bus.
@@ -110,6 +125,11 @@ func Wire(ctx context.Context, org *emulator.Org, o ControlOptions, log *slog.Lo
 	eb := eventbridge.NewFromConfig(cfg)
 	if _, err := eb.CreateEventBus(ctx, &eventbridge.CreateEventBusInput{Name: aws.String(EventBus)}); err != nil && !awsx.IsAlreadyExists(err) {
 		return nil, fmt.Errorf("create event bus: %w", err)
+	}
+
+	c.DNS, c.TenantDomain = route53.NewFromConfig(cfg), orString(o.TenantDomain, TenantDomain)
+	if c.HostedZoneID, err = ensureZone(ctx, c.DNS, c.TenantDomain); err != nil {
+		return nil, err
 	}
 
 	c.Accounts = awsx.NewAccounts(cfg, sts.NewFromConfig(cfg), awsx.AccountsOptions{})
@@ -163,6 +183,8 @@ func Wire(ctx context.Context, org *emulator.Org, o ControlOptions, log *slog.Lo
 		ClaimTTL:          or(o.ClaimTTL, 10*time.Second),
 		Quotas:            q,
 		EventBus:          EventBus,
+		HostedZoneID:      c.HostedZoneID,
+		TenantDomain:      c.TenantDomain,
 		EmailPattern:      "silo+{tenant}@tenants.silo.local",
 	}.WithDefaults()
 	c.Bus = vending.NewBus(eb, EventBus, log)
@@ -175,12 +197,35 @@ func Wire(ctx context.Context, org *emulator.Org, o ControlOptions, log *slog.Lo
 		Endpoint:  o.Endpoint,
 		Events:    unserving{next: c.Bus, unserve: o.Unserve},
 		Governor:  o.Governor,
+		DNS:       c.DNS,
 		Log:       log,
 	})
 	if err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// ensureZone returns the id of the hosted zone named domain, creating it
+// when there is none. Wire runs again over the same emulator (a restarted
+// reconciler): the zone is found, not made twice.
+func ensureZone(ctx context.Context, dns *route53.Client, domain string) (string, error) {
+	out, err := dns.ListHostedZonesByName(ctx, &route53.ListHostedZonesByNameInput{DNSName: aws.String(domain)})
+	if err != nil {
+		return "", fmt.Errorf("look for hosted zone %s: %w", domain, err)
+	}
+	for _, z := range out.HostedZones {
+		if strings.TrimSuffix(aws.ToString(z.Name), ".") == domain {
+			return aws.ToString(z.Id), nil
+		}
+	}
+	made, err := dns.CreateHostedZone(ctx, &route53.CreateHostedZoneInput{
+		Name: aws.String(domain), CallerReference: aws.String("silo-local-" + domain),
+	})
+	if err != nil {
+		return "", fmt.Errorf("create hosted zone %s: %w", domain, err)
+	}
+	return aws.ToString(made.HostedZone.Id), nil
 }
 
 // placeholderParams are the stack set's own parameter values; every

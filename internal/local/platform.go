@@ -86,6 +86,10 @@ type Info struct {
 	OrganizationID      string            `json:"organization_id"`
 	OUs                 map[string]string `json:"ous"`
 	RegistryTable       string            `json:"registry_table"`
+	// TenantDomain and HostedZoneID: each customer tenant's DNS name is
+	// <id>.<TenantDomain>, a record in that Route 53 zone.
+	TenantDomain string `json:"tenant_domain"`
+	HostedZoneID string `json:"hosted_zone_id"`
 	// Issuer is the URL of the local token issuer every tenant app trusts
 	// (its key set is at Issuer + "/.well-known/jwks.json").
 	Issuer string `json:"issuer"`
@@ -225,6 +229,7 @@ func Start(ctx context.Context, o Options, log *slog.Logger) (*Platform, error) 
 		AccessKeyID: org.AccessKeyID, SecretAccessKey: org.SecretAccessKey,
 		ManagementAccountID: org.ManagementAccountID, OrganizationID: org.OrganizationID,
 		OUs: org.OUs, RegistryTable: p.Registry.Table(), Issuer: p.Issuer.URL(),
+		TenantDomain: p.Control.TenantDomain, HostedZoneID: p.Control.HostedZoneID,
 	}
 	if err := p.startAPI(o); err != nil {
 		p.Close()
@@ -292,6 +297,13 @@ func (p *Platform) startAPI(o Options) error {
 		ln.Close()
 		return err
 	}
+	// End users' tokens for GET /v1/resolve: the same local issuer mints
+	// them, with the tenant apps' audience (never the operators').
+	users, err := api.NewJWTUserVerifier(api.JWTConfig{Key: p.Issuer.PublicKey(), Issuer: p.Issuer.URL(), Audience: p.Issuer.Audience()})
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	secret := make([]byte, 32)
 	if _, err := rand.Read(secret); err != nil {
 		ln.Close()
@@ -301,7 +313,7 @@ func (p *Platform) startAPI(o Options) error {
 		Registry: p.Registry, Kick: p.Runner.Kick, Retry: p.Control.Reconciler.Retry,
 		Previews: p.Previews, Rollouts: p.Rollouts, Releases: p.Control.Releases(),
 		Audits:   p.Audits, // nil (not wired yet): the audit routes answer 404
-		Verifier: verifier, Log: p.log,
+		Verifier: verifier, Users: users, Log: p.log,
 	}, api.Options{StatusSecret: secret, BaseURL: base, DomainSignupRate: o.DomainSignupRate, DomainSignupBurst: o.DomainSignupBurst})
 	if err != nil {
 		ln.Close()

@@ -48,6 +48,10 @@ type Config struct {
 	KeyDeletionDays int32
 	// Quotas the governor enforces.
 	Quotas Quotas
+	// HostedZoneID and TenantDomain give each customer tenant a DNS name,
+	// <tenant id>.<TenantDomain>, in that Route 53 zone of the management
+	// account (see dns.go). Both empty (or no Deps.DNS): no records.
+	HostedZoneID, TenantDomain string
 	// EventBus receives tenant events; empty disables them.
 	EventBus string
 	// Actor names the reconciler in audit events.
@@ -94,6 +98,9 @@ func (c Config) validate() error {
 	}
 	if !strings.Contains(c.EmailPattern, "{tenant}") {
 		missing = append(missing, "EmailPattern with {tenant}")
+	}
+	if (c.HostedZoneID == "") != (c.TenantDomain == "") {
+		missing = append(missing, "both HostedZoneID and TenantDomain (or neither)")
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("vending config: missing %s", strings.Join(missing, ", "))

@@ -92,13 +92,20 @@ func (r *Reconciler) checkpoint(ctx context.Context, t *registry.Tenant, step, e
 
 // removeInstance stops serving and deletes the stack instance.
 func (r *Reconciler) removeInstance(ctx context.Context, t *registry.Tenant) (*registry.Tenant, error) {
+	// The DNS name goes first, before the endpoint it points at; always
+	// looked for, as a crash between its UPSERT and ACTIVE leaves a record
+	// the registry does not name. Idempotent: repeated, it finds nothing.
+	if err := r.unserveDNS(ctx, t); err != nil {
+		return nil, err
+	}
 	op := t.Operation
-	if op == "" || t.Endpoint != "" {
+	if op == "" || t.Endpoint != "" || t.Attributes[AttrDNSName] != "" {
 		// Stop serving first (the endpoint goes), then record the removal's
 		// operation id before issuing it.
 		var err error
 		t, err = r.d.Registry.Update(ctx, t, registry.Change{Mutate: func(n *registry.Tenant) {
 			n.Endpoint = ""
+			delete(n.Attributes, AttrDNSName)
 			n.Operation = removeOpID(n.ID, attemptOf(n))
 		}})
 		if err != nil {

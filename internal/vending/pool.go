@@ -251,7 +251,15 @@ func (r *Reconciler) UpdatedEndpoint(ctx context.Context, t *registry.Tenant) (s
 	if err != nil {
 		return "", fmt.Errorf("read stack outputs: %w", err)
 	}
-	return r.d.Endpoint(ctx, t, outputs)
+	endpoint, err := r.d.Endpoint(ctx, t, outputs)
+	if err != nil {
+		return "", err
+	}
+	// An update may change the endpoint (a new API): the DNS name follows.
+	if _, err := r.serveDNS(ctx, t, endpoint); err != nil {
+		return "", err
+	}
+	return endpoint, nil
 }
 
 // Updated makes n a tenant whose update to rel ended, serving endpoint.

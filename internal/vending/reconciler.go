@@ -78,7 +78,10 @@ type Deps struct {
 	Endpoint  EndpointFunc
 	Events    Publisher
 	Governor  *Governor
-	Log       *slog.Logger
+	// DNS writes tenants' DNS records (Route 53 in the management
+	// account); used only with Config.HostedZoneID and TenantDomain.
+	DNS dnsAPI
+	Log *slog.Logger
 }
 
 // Reconciler drives tenants through their lifecycle.
@@ -617,8 +620,17 @@ func (r *Reconciler) deploy(ctx context.Context, t *registry.Tenant) (*registry.
 	if err != nil {
 		return nil, err
 	}
+	// The DNS name points at the endpoint before the tenant is ACTIVE: a
+	// front end that resolves an ACTIVE tenant finds its name in place.
+	dnsName, err := r.serveDNS(ctx, t, endpoint)
+	if err != nil {
+		return nil, err
+	}
 	next, err := r.transition(ctx, t, registry.StateActive, "", func(n *registry.Tenant) {
 		n.Endpoint, n.AppVersion, n.Operation = endpoint, rel.Version, ""
+		if dnsName != "" {
+			setAttr(n, AttrDNSName, dnsName)
+		}
 		if n.TargetVersion == "" {
 			n.TargetVersion = rel.Version
 		}

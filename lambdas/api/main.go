@@ -11,6 +11,13 @@
 //	SILO_OPERATOR_ISSUER      issuer of operator tokens
 //	SILO_OPERATOR_PUBLIC_KEY  its RS256 public key, PEM
 //	SILO_API_BASE_URL         the API's public URL (status links)
+//
+// Optional, for GET /v1/resolve by an end user's token (without them that
+// form answers 501 not_configured; resolving by tenant id still works):
+//
+//	SILO_USER_ISSUER          issuer of the tenant application's user tokens
+//	SILO_USER_PUBLIC_KEY      its RS256 public key, PEM
+//	SILO_USER_AUDIENCE        their audience (the tenant app's JWT audience)
 package main
 
 import (
@@ -75,6 +82,10 @@ func build(ctx context.Context, log *slog.Logger, env func(string) string) (*api
 	if err != nil {
 		return nil, err
 	}
+	users, err := userVerifier(env)
+	if err != nil {
+		return nil, err
+	}
 	reg := registry.New(dynamodb.NewFromConfig(cfg), table)
 	q := sqs.NewFromConfig(cfg)
 	return api.New(api.Deps{
@@ -90,6 +101,7 @@ func build(ctx context.Context, log *slog.Logger, env func(string) string) (*api
 			return vending.Retry(ctx, reg, id, actor, reason)
 		},
 		Verifier: verifier,
+		Users:    users,
 		Log:      log,
 	}, api.Options{
 		StatusSecret: []byte(aws.ToString(secret.SecretString)), BaseURL: env("SILO_API_BASE_URL"),
@@ -99,4 +111,25 @@ func build(ctx context.Context, log *slog.Logger, env func(string) string) (*api
 		// (API Gateway appends to it). Trusting it let a client pick a
 		// fresh signup bucket per request.
 	})
+}
+
+// userVerifier reads the optional SILO_USER_* settings: all three, or none
+// (nil: no resolving by user token).
+func userVerifier(env func(string) string) (api.UserVerifier, error) {
+	iss, keyPEM, aud := env("SILO_USER_ISSUER"), env("SILO_USER_PUBLIC_KEY"), env("SILO_USER_AUDIENCE")
+	if iss == "" && keyPEM == "" && aud == "" {
+		return nil, nil
+	}
+	if iss == "" || keyPEM == "" || aud == "" {
+		return nil, fmt.Errorf("SILO_USER_ISSUER, SILO_USER_PUBLIC_KEY and SILO_USER_AUDIENCE go together (set all or none)")
+	}
+	key, err := api.ParsePublicKeyPEM(keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("SILO_USER_PUBLIC_KEY: %w", err)
+	}
+	v, err := api.NewJWTUserVerifier(api.JWTConfig{Key: key, Issuer: iss, Audience: aud})
+	if err != nil {
+		return nil, err
+	}
+	return v, nil
 }
