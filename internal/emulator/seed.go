@@ -143,6 +143,9 @@ func (e *Emulator) Seed(ctx context.Context) (*Org, error) {
 // test starts from an emulator that injects nothing.
 func (e *Emulator) Reset(ctx context.Context) (*Org, error) {
 	e.Proxy.Reset()
+	if err := e.RelaxIAM(ctx); err != nil {
+		return nil, err
+	}
 	if err := e.post(ctx, "/moto-api/reset", "", ""); err != nil {
 		return nil, err
 	}
@@ -154,11 +157,29 @@ func (e *Emulator) Reset(ctx context.Context) (*Org, error) {
 }
 
 // EnforceIAM turns on IAM policy enforcement (moto accepts everything by
-// default). Reset turns it off again only when the emulator restarts, so
-// tests that use it call it last.
+// default): from the next request on, every call is checked against the
+// caller's identity policies (not resource policies or SCPs: moto evaluates
+// neither). Enforcement is emulator-wide, so whoever turns it on turns it off
+// again with RelaxIAM, and for as short a window as it can; Reset turns it
+// off too. The management user holds an inline allow-all policy and every
+// member account's OrganizationAccountAccessRole the equivalent (patch 8 in
+// py/sitecustomize.py), so the control plane keeps working meanwhile.
 func (e *Emulator) EnforceIAM(ctx context.Context) error {
 	return e.post(ctx, "/moto-api/reset-auth", "text/plain", "0")
 }
+
+// RelaxIAM turns IAM policy enforcement off again.
+func (e *Emulator) RelaxIAM(ctx context.Context) error {
+	return e.post(ctx, "/moto-api/reset-auth", "text/plain", "inf")
+}
+
+// EnforceIAM turns on IAM enforcement in the emulator this organization
+// lives in (see Emulator.EnforceIAM).
+func (o *Org) EnforceIAM(ctx context.Context) error { return o.emu.EnforceIAM(ctx) }
+
+// RelaxIAM turns IAM enforcement off in the emulator this organization
+// lives in.
+func (o *Org) RelaxIAM(ctx context.Context) error { return o.emu.RelaxIAM(ctx) }
 
 func (e *Emulator) post(ctx context.Context, path, ctype, body string) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
