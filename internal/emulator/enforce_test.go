@@ -233,3 +233,39 @@ func TestStackBucketBlocksPublicAccess(t *testing.T) {
 		t.Errorf("public access block = %+v, want all four on", *c)
 	}
 }
+
+// TestEnforceIAMWindowsNest: enforcement stays on until the last of two
+// overlapping windows ends (two audits at once must not relax each other's
+// probes into passing).
+func TestEnforceIAMWindowsNest(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	emu.ResetT(t)
+	stranger, err := awsx.Load(ctx, awsx.Options{Endpoint: emu.Endpoint, Region: Region, AccessKeyID: "unknown", SecretAccessKey: "unknown", MaxAttempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	enforced := func() bool {
+		_, err := sts.NewFromConfig(stranger).GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+		return err != nil
+	}
+	steps := []struct {
+		name string
+		do   func(context.Context) error
+		want bool
+	}{
+		{"first window", emu.EnforceIAM, true},
+		{"second window", emu.EnforceIAM, true},
+		{"first relaxed", emu.RelaxIAM, true},
+		{"second relaxed", emu.RelaxIAM, false},
+		{"relaxed again", emu.RelaxIAM, false},
+	}
+	for _, s := range steps {
+		if err := s.do(ctx); err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		if got := enforced(); got != s.want {
+			t.Errorf("after %s: enforced %v, want %v", s.name, got, s.want)
+		}
+	}
+}

@@ -143,7 +143,11 @@ func (e *Emulator) Seed(ctx context.Context) (*Org, error) {
 // test starts from an emulator that injects nothing.
 func (e *Emulator) Reset(ctx context.Context) (*Org, error) {
 	e.Proxy.Reset()
-	if err := e.RelaxIAM(ctx); err != nil {
+	e.iamMu.Lock()
+	err := e.relaxIAM(ctx)
+	e.enforcing = 0
+	e.iamMu.Unlock()
+	if err != nil {
 		return nil, err
 	}
 	if err := e.post(ctx, "/moto-api/reset", "", ""); err != nil {
@@ -160,16 +164,41 @@ func (e *Emulator) Reset(ctx context.Context) (*Org, error) {
 // default): from the next request on, every call is checked against the
 // caller's identity policies (not resource policies or SCPs: moto evaluates
 // neither). Enforcement is emulator-wide, so whoever turns it on turns it off
-// again with RelaxIAM, and for as short a window as it can; Reset turns it
-// off too. The management user holds an inline allow-all policy and every
-// member account's OrganizationAccountAccessRole the equivalent (patch 8 in
+// again with RelaxIAM, and for as short a window as it can. Windows may
+// overlap (two audits at once): enforcement stays on until the last one is
+// relaxed. Reset turns it off whatever is pending. The management user
+// holds an inline allow-all policy and every member account's
+// OrganizationAccountAccessRole the equivalent (patch 8 in
 // py/sitecustomize.py), so the control plane keeps working meanwhile.
 func (e *Emulator) EnforceIAM(ctx context.Context) error {
-	return e.post(ctx, "/moto-api/reset-auth", "text/plain", "0")
+	e.iamMu.Lock()
+	defer e.iamMu.Unlock()
+	if e.enforcing == 0 {
+		if err := e.post(ctx, "/moto-api/reset-auth", "text/plain", "0"); err != nil {
+			return err
+		}
+	}
+	e.enforcing++
+	return nil
 }
 
-// RelaxIAM turns IAM policy enforcement off again.
+// RelaxIAM ends one EnforceIAM window, turning enforcement off when it was
+// the last.
 func (e *Emulator) RelaxIAM(ctx context.Context) error {
+	e.iamMu.Lock()
+	defer e.iamMu.Unlock()
+	if e.enforcing > 1 {
+		e.enforcing--
+		return nil
+	}
+	if err := e.relaxIAM(ctx); err != nil {
+		return err
+	}
+	e.enforcing = 0
+	return nil
+}
+
+func (e *Emulator) relaxIAM(ctx context.Context) error {
 	return e.post(ctx, "/moto-api/reset-auth", "text/plain", "inf")
 }
 
