@@ -172,7 +172,13 @@ func (a *Auditor) Run(ctx context.Context, o RunOptions) (*Fleet, error) {
 		s := subjects[targets[i].ID]
 		reports[i].Checks = a.static(ctx, s, scps, scpErr)
 	})
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	probes := a.probeAll(ctx, targets, subjects, partner)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	for i, r := range reports {
 		r.Checks = append(r.Checks, probes[i])
 		r.Status = verdict(r.Checks)
