@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -13,9 +14,11 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/organizations"
 	orgtypes "github.com/aws/aws-sdk-go-v2/service/organizations/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/silo-saas/silo/internal/audit"
@@ -171,6 +174,88 @@ func TestIsolationAudit(t *testing.T) {
 		enforcementIsOff(t, ctx)
 	})
 
+	t.Run("wide app role and public bucket fail", func(t *testing.T) {
+		bravo := tenants["bravo"]
+		member := c.Accounts.Config(bravo.AccountID)
+		im := iam.NewFromConfig(member)
+		role := appRole(t, ctx, im)
+		if _, err := im.PutRolePolicy(ctx, &iam.PutRolePolicyInput{RoleName: aws.String(role), PolicyName: aws.String("wide"),
+			PolicyDocument: aws.String(`{"Version":"2012-10-17","Statement":[{"Sid":"Wide","Effect":"Allow","Action":"s3:GetObject","Resource":"*"}]}`)}); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			if _, err := im.DeleteRolePolicy(context.WithoutCancel(ctx), &iam.DeleteRolePolicyInput{RoleName: aws.String(role), PolicyName: aws.String("wide")}); err != nil {
+				t.Error(err)
+			}
+		}()
+		s3c := s3.NewFromConfig(member, func(o *s3.Options) { o.UsePathStyle = true })
+		bucket := fmt.Sprintf("silo-bravo-%s-%s", bravo.AccountID, org.Region)
+		if _, err := s3c.DeletePublicAccessBlock(ctx, &s3.DeletePublicAccessBlockInput{Bucket: aws.String(bucket)}); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			on := aws.Bool(true)
+			if _, err := s3c.PutPublicAccessBlock(context.WithoutCancel(ctx), &s3.PutPublicAccessBlockInput{Bucket: aws.String(bucket),
+				PublicAccessBlockConfiguration: &s3types.PublicAccessBlockConfiguration{BlockPublicAcls: on, IgnorePublicAcls: on, BlockPublicPolicy: on, RestrictPublicBuckets: on}}); err != nil {
+				t.Error(err)
+			}
+		}()
+		fleet, err := auditor.Run(ctx, audit.RunOptions{Tenants: []string{"bravo"}, Actor: "test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := fleet.Reports[0]
+		if scope := check(r, audit.CheckAppRoleScope); scope.Status != audit.StatusFail || !strings.Contains(scope.Summary, "Wide") || !strings.Contains(scope.Summary, "resource *") {
+			t.Errorf("app-role-scope %s: %s; want failed on statement Wide's * resource", scope.Status, scope.Summary)
+		}
+		if pab := check(r, audit.CheckS3PublicAccess); pab.Status != audit.StatusFail {
+			t.Errorf("s3-public-access %s: %s; want failed", pab.Status, pab.Summary)
+		}
+		if r.Status != audit.StatusFail {
+			t.Errorf("report %s, want fail", r.Status)
+		}
+		violationRecorded(t, ctx, c.Registry, "bravo")
+	})
+
+	t.Run("refused positive control is an error, not a pass", func(t *testing.T) {
+		charlie := tenants["charlie"]
+		im := iam.NewFromConfig(c.Accounts.Config(charlie.AccountID))
+		role := appRole(t, ctx, im)
+		names, err := im.ListRolePolicies(ctx, &iam.ListRolePoliciesInput{RoleName: aws.String(role)})
+		if err != nil || len(names.PolicyNames) != 1 {
+			t.Fatalf("policies of %s: %v, %v; want one", role, names, err)
+		}
+		name := names.PolicyNames[0]
+		doc, err := im.GetRolePolicy(ctx, &iam.GetRolePolicyInput{RoleName: aws.String(role), PolicyName: aws.String(name)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := im.DeleteRolePolicy(ctx, &iam.DeleteRolePolicyInput{RoleName: aws.String(role), PolicyName: aws.String(name)}); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			body, err := url.QueryUnescape(aws.ToString(doc.PolicyDocument))
+			if err != nil {
+				body = aws.ToString(doc.PolicyDocument)
+			}
+			if _, err := im.PutRolePolicy(context.WithoutCancel(ctx), &iam.PutRolePolicyInput{RoleName: aws.String(role), PolicyName: aws.String(name), PolicyDocument: aws.String(body)}); err != nil {
+				t.Error(err)
+			}
+		}()
+		fleet, err := auditor.Run(ctx, audit.RunOptions{Tenants: []string{"charlie"}, Actor: "test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := fleet.Reports[0]
+		probes := check(r, audit.CheckCrossTenant)
+		if probes.Status != audit.StatusError || !strings.Contains(probes.Summary, "positive control") {
+			t.Errorf("cross-tenant-probes %s: %s; want error for the refused positive control", probes.Status, probes.Summary)
+		}
+		if r.Status != audit.StatusError || fleet.Errored != 1 {
+			t.Errorf("report %s (fleet errored %d), want error", r.Status, fleet.Errored)
+		}
+	})
+
 	t.Run("detached guardrail fails", func(t *testing.T) {
 		mgmt := organizations.NewFromConfig(c.Config)
 		const name = "silo-deny-leave-organization"
@@ -276,6 +361,22 @@ func enforcementIsOff(t *testing.T, ctx context.Context) {
 	if _, err := sts.NewFromConfig(cfg).GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{}); err != nil {
 		t.Errorf("IAM enforcement left on after the audit: %v", err)
 	}
+}
+
+// appRole is the name of the tenant's function role.
+func appRole(t *testing.T, ctx context.Context, im *iam.Client) string {
+	t.Helper()
+	out, err := im.ListRoles(ctx, &iam.ListRolesInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range out.Roles {
+		if strings.Contains(aws.ToString(r.RoleName), "FunctionRole") {
+			return aws.ToString(r.RoleName)
+		}
+	}
+	t.Fatal("no function role")
+	return ""
 }
 
 func policyID(t *testing.T, ctx context.Context, org *organizations.Client, name string) string {
