@@ -41,9 +41,12 @@ type StackFinder interface {
 type Deps struct {
 	// Registry lists the tenants and keeps the reports and events.
 	Registry *registry.Store
-	// Management is the management account's config: Organizations, and
-	// the registry table the probes must be refused.
+	// Management is the management account's config: its region and
+	// account hold the registry table the probes must be refused.
 	Management aws.Config
+	// Org reads the organization (OUs, SCPs); an Organizations client on
+	// Management when nil.
+	Org orgAPI
 	// Accounts gives the member-account credentials (the member role) the
 	// static checks read with and the probes start from.
 	Accounts *awsx.Accounts
@@ -86,7 +89,15 @@ const SessionName = "silo-isolation-audit"
 type Auditor struct {
 	d   Deps
 	o   Options
-	org *organizations.Client
+	org orgAPI
+}
+
+// orgAPI is what the audit reads of Organizations.
+type orgAPI interface {
+	ListParents(ctx context.Context, in *organizations.ListParentsInput, opts ...func(*organizations.Options)) (*organizations.ListParentsOutput, error)
+	ListPolicies(ctx context.Context, in *organizations.ListPoliciesInput, opts ...func(*organizations.Options)) (*organizations.ListPoliciesOutput, error)
+	DescribePolicy(ctx context.Context, in *organizations.DescribePolicyInput, opts ...func(*organizations.Options)) (*organizations.DescribePolicyOutput, error)
+	ListPoliciesForTarget(ctx context.Context, in *organizations.ListPoliciesForTargetInput, opts ...func(*organizations.Options)) (*organizations.ListPoliciesForTargetOutput, error)
 }
 
 // New returns an auditor.
@@ -108,7 +119,11 @@ func New(d Deps, o Options) (*Auditor, error) {
 	if o.RegistryTable == "" {
 		o.RegistryTable = d.Registry.Table()
 	}
-	return &Auditor{d: d, o: o, org: organizations.NewFromConfig(d.Management)}, nil
+	org := d.Org
+	if org == nil {
+		org = organizations.NewFromConfig(d.Management)
+	}
+	return &Auditor{d: d, o: o, org: org}, nil
 }
 
 // subject is one tenant the run looks at: audited, or probed as a partner.
