@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -376,12 +377,7 @@ func mapValues(m map[string]*subject) []*subject {
 	for _, v := range m {
 		out = append(out, v)
 	}
-	slices.SortFunc(out, func(a, b *subject) int {
-		if a.t.ID < b.t.ID {
-			return -1
-		}
-		return 1
-	})
+	slices.SortFunc(out, func(a, b *subject) int { return strings.Compare(a.t.ID, b.t.ID) })
 	return out
 }
 
