@@ -16,9 +16,12 @@ import (
 )
 
 // Records kept beside tenants: per-tenant reports (a decommission's
-// deletion report) and the account-closure ledger the quota governor reads.
+// deletion report, an isolation audit's report), the fleet copies of the
+// reports a console lists for every tenant, and the account-closure ledger
+// the quota governor reads.
 const (
 	prefixReport  = "REPORT#"
+	prefixFleet   = "AUDIT#"
 	pkClosures    = "QUOTA#closures"
 	prefixClosure = "CLOSE#"
 )
@@ -72,6 +75,82 @@ func (s *Store) Report(ctx context.Context, id, kind string, v any) error {
 		return err
 	}
 	return json.Unmarshal([]byte(it.Body), v)
+}
+
+// StoredReport is one tenant's report as FleetReports returns it.
+type StoredReport struct {
+	TenantID  string
+	Body      json.RawMessage
+	CreatedAt time.Time
+}
+
+type fleetReportItem struct {
+	PK        string    `dynamodbav:"pk"`
+	SK        string    `dynamodbav:"sk"`
+	TenantID  string    `dynamodbav:"tenant_id"`
+	Kind      string    `dynamodbav:"kind"`
+	Body      string    `dynamodbav:"body"`
+	CreatedAt time.Time `dynamodbav:"created_at"`
+}
+
+// PutFleetReport stores a tenant's report of some kind as PutReport does
+// and, in the same transaction, a copy filed under the kind's fleet
+// partition (AUDIT#<kind>, TENANT#<id>), so that FleetReports reads the
+// latest report of every tenant in one query rather than a scan.
+func (s *Store) PutFleetReport(ctx context.Context, id, kind string, report any) error {
+	if err := ValidateID(id); err != nil {
+		return err
+	}
+	if kind == "" {
+		return &FieldError{"kind", "is required"}
+	}
+	body, err := json.Marshal(report)
+	if err != nil {
+		return fmt.Errorf("encode %s report of %s: %w", kind, id, err)
+	}
+	now := s.now()
+	own, err := attributevalue.MarshalMap(reportItem{PK: prefixTenant + id, SK: prefixReport + kind, Kind: kind, Body: string(body), CreatedAt: now})
+	if err != nil {
+		return err
+	}
+	fleet, err := attributevalue.MarshalMap(fleetReportItem{PK: prefixFleet + kind, SK: prefixTenant + id, TenantID: id, Kind: kind, Body: string(body), CreatedAt: now})
+	if err != nil {
+		return err
+	}
+	if _, err := s.db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
+		{Put: &types.Put{TableName: aws.String(s.table), Item: own}},
+		{Put: &types.Put{TableName: aws.String(s.table), Item: fleet}},
+	}}); err != nil {
+		return fmt.Errorf("store %s report of %s: %w", kind, id, err)
+	}
+	return nil
+}
+
+// FleetReports returns the latest report of some kind of every tenant that
+// has one (stored with PutFleetReport), ordered by tenant id. One query on
+// one partition, paged.
+func (s *Store) FleetReports(ctx context.Context, kind string) ([]StoredReport, error) {
+	p := dynamodb.NewQueryPaginator(s.db, &dynamodb.QueryInput{
+		TableName:                 aws.String(s.table),
+		KeyConditionExpression:    aws.String("pk = :pk AND begins_with(sk, :t)"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": &types.AttributeValueMemberS{Value: prefixFleet + kind}, ":t": &types.AttributeValueMemberS{Value: prefixTenant}},
+		ConsistentRead:            aws.Bool(true),
+	})
+	var out []StoredReport
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("read %s reports: %w", kind, err)
+		}
+		for _, raw := range page.Items {
+			var it fleetReportItem
+			if err := attributevalue.UnmarshalMap(raw, &it); err != nil {
+				return nil, fmt.Errorf("decode %s report: %w", kind, err)
+			}
+			out = append(out, StoredReport{TenantID: it.TenantID, Body: json.RawMessage(it.Body), CreatedAt: it.CreatedAt})
+		}
+	}
+	return out, nil
 }
 
 type closureItem struct {

@@ -218,18 +218,46 @@ func (m *Manager) instance(ctx context.Context, account, region string) (cfntype
 // region, with the member account's own credentials. The tenant's endpoint
 // is output "ApiUrl".
 func (m *Manager) InstanceOutputs(ctx context.Context, account, region string) (map[string]string, error) {
+	stack, err := m.instanceStack(ctx, account, region)
+	if err != nil {
+		return nil, fmt.Errorf("outputs of %s/%s: %w", account, region, err)
+	}
+	outputs := make(map[string]string, len(stack.Outputs))
+	for _, o := range stack.Outputs {
+		outputs[aws.ToString(o.OutputKey)] = aws.ToString(o.OutputValue)
+	}
+	return outputs, nil
+}
+
+// InstanceStack returns the id of the instance's stack in account and
+// region (what DescribeStackResources in the member account takes), for
+// those who inspect what the instance made (the isolation audit). A missing
+// instance or stack is an error wrapping ErrNotFound.
+func (m *Manager) InstanceStack(ctx context.Context, account, region string) (string, error) {
+	stack, err := m.instanceStack(ctx, account, region)
+	if err != nil {
+		return "", fmt.Errorf("stack of %s/%s: %w", account, region, err)
+	}
+	if id := aws.ToString(stack.StackId); id != "" {
+		return id, nil
+	}
+	return aws.ToString(stack.StackName), nil
+}
+
+// instanceStack describes the instance's stack in account and region with
+// the member account's own credentials.
+func (m *Manager) instanceStack(ctx context.Context, account, region string) (*cfntypes.Stack, error) {
 	inst, found, err := m.instance(ctx, account, region)
 	if err != nil {
 		return nil, err
 	}
 	if !found {
-		return nil, fmt.Errorf("outputs of %s/%s: stack instance: %w", account, region, ErrNotFound)
+		return nil, fmt.Errorf("stack instance: %w", ErrNotFound)
 	}
 	stacks := m.members(account, region)
 	// In AWS the instance's StackId names its stack. moto reports an id
 	// that names no stack and calls a self-managed instance's stack
 	// "StackSet:<stack set name>", so that name is the fallback.
-	var stack *cfntypes.Stack
 	for _, name := range []string{aws.ToString(inst.StackId), m.memberStack()} {
 		if name == "" {
 			continue
@@ -239,21 +267,13 @@ func (m *Manager) InstanceOutputs(ctx context.Context, account, region string) (
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("outputs of %s/%s: describe stack %s: %w", account, region, name, err)
+			return nil, fmt.Errorf("describe stack %s: %w", name, err)
 		}
 		if len(out.Stacks) > 0 {
-			stack = &out.Stacks[0]
-			break
+			return &out.Stacks[0], nil
 		}
 	}
-	if stack == nil {
-		return nil, fmt.Errorf("outputs of %s/%s: stack %s: %w", account, region, aws.ToString(inst.StackId), ErrNotFound)
-	}
-	outputs := make(map[string]string, len(stack.Outputs))
-	for _, o := range stack.Outputs {
-		outputs[aws.ToString(o.OutputKey)] = aws.ToString(o.OutputValue)
-	}
-	return outputs, nil
+	return nil, fmt.Errorf("stack %s: %w", aws.ToString(inst.StackId), ErrNotFound)
 }
 
 // targetOf names one account the way the permission model wants it: by id

@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/silo-saas/silo/internal/audit"
 	"github.com/silo-saas/silo/internal/awsx"
 	"github.com/silo-saas/silo/internal/cfnlint"
 	app "github.com/silo-saas/silo/internal/tenantapp"
@@ -447,5 +448,26 @@ func TestStageThrottleEveryMethodByTier(t *testing.T) {
 	s := settings[0].(map[string]any)
 	if s["HttpMethod"] != "*" || s["ResourcePath"] != "/*" {
 		t.Errorf("method setting covers %v %v, want every method of every resource", s["HttpMethod"], s["ResourcePath"])
+	}
+}
+
+// TestAuditCanAssumeFunctionRole pins the function role's trust statement
+// for the isolation audit: only the account's own member role, only under
+// the audit's session name.
+func TestAuditCanAssumeFunctionRole(t *testing.T) {
+	if AuditSessionName != audit.SessionName || MemberRole != awsx.MemberRole {
+		t.Fatalf("AuditSessionName %q, MemberRole %q; want %q and %q", AuditSessionName, MemberRole, audit.SessionName, awsx.MemberRole)
+	}
+	_, role := only(t, parse(t), "AWS::IAM::Role")
+	var found []map[string]any
+	for _, st := range statements(role.Properties["AssumeRolePolicyDocument"]) {
+		if st["Sid"] == "SiloIsolationAudit" {
+			found = append(found, st)
+		}
+	}
+	want := `{"Action":"sts:AssumeRole","Condition":{"StringEquals":{"sts:RoleSessionName":"silo-isolation-audit"}},"Effect":"Allow",` +
+		`"Principal":{"AWS":{"Fn::Sub":"arn:${AWS::Partition}:iam::${AWS::AccountId}:role/OrganizationAccountAccessRole"}},"Sid":"SiloIsolationAudit"}`
+	if len(found) != 1 || jsonOf(found[0]) != want {
+		t.Errorf("audit trust statements = %s, want one: %s", jsonOf(found), want)
 	}
 }

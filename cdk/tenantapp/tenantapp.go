@@ -60,6 +60,15 @@ var TierThrottles = map[string]Throttle{
 // Output names.
 const OutputAPIURL = "ApiUrl"
 
+// AuditSessionName is the only session name under which the account's
+// member role may assume the function's role: the isolation audit's
+// (internal/audit.SessionName; a test keeps the two equal).
+const AuditSessionName = "silo-isolation-audit"
+
+// MemberRole is the role Organizations creates in every account it vends
+// (awsx.MemberRole; a test keeps the two equal).
+const MemberRole = "OrganizationAccountAccessRole"
+
 // Tag keys put on every taggable resource.
 const (
 	TagTenant  = "silo:tenant"
@@ -191,6 +200,16 @@ func NewStack(scope constructs.Construct, id string) awscdk.Stack {
 		AssumedBy:   awsiam.NewServicePrincipal(jsii.String("lambda.amazonaws.com"), nil),
 		Description: name("silo tenant ${TenantId}: the app function"),
 	})
+	// The isolation audit proves that this role is refused everything
+	// outside the account by acting as it: the account's member role (which
+	// the management account assumes) may assume it, under the audit's
+	// session name only, so CloudTrail tells the audit's calls apart.
+	role.AssumeRolePolicy().AddStatements(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid:        jsii.String("SiloIsolationAudit"),
+		Principals: &[]awsiam.IPrincipal{awsiam.NewArnPrincipal(name("arn:${AWS::Partition}:iam::${AWS::AccountId}:role/" + MemberRole))},
+		Actions:    jsii.Strings("sts:AssumeRole"),
+		Conditions: &map[string]any{"StringEquals": map[string]any{"sts:RoleSessionName": AuditSessionName}},
+	}))
 
 	fn := awslambda.NewFunction(stack, jsii.String("Function"), &awslambda.FunctionProps{
 		// Explicit: an auto-generated name derives from the stack name, and

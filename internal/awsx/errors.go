@@ -61,6 +61,9 @@ var codes = map[string]Class{
 	"ParameterNotFound":                    NotFound,
 	"TableNotFoundException":               NotFound,
 	"AWSOrganizationsNotInUseException":    NotFound,
+	// S3's "this bucket has none" answers for its optional configurations.
+	"NoSuchBucketPolicy":                   NotFound,
+	"NoSuchPublicAccessBlockConfiguration": NotFound,
 
 	// already exists
 	"ResourceInUseException":               AlreadyExists, // DynamoDB CreateTable on an existing table

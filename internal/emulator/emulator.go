@@ -48,6 +48,10 @@ type Emulator struct {
 	server   *http.Server
 	patchDir string
 
+	// iamMu guards enforcing, the number of open EnforceIAM windows.
+	iamMu     sync.Mutex
+	enforcing int
+
 	cmd     *exec.Cmd
 	done    chan struct{}
 	output  *tailBuffer

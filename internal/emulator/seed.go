@@ -143,6 +143,13 @@ func (e *Emulator) Seed(ctx context.Context) (*Org, error) {
 // test starts from an emulator that injects nothing.
 func (e *Emulator) Reset(ctx context.Context) (*Org, error) {
 	e.Proxy.Reset()
+	e.iamMu.Lock()
+	err := e.relaxIAM(ctx)
+	e.enforcing = 0
+	e.iamMu.Unlock()
+	if err != nil {
+		return nil, err
+	}
 	if err := e.post(ctx, "/moto-api/reset", "", ""); err != nil {
 		return nil, err
 	}
@@ -154,11 +161,54 @@ func (e *Emulator) Reset(ctx context.Context) (*Org, error) {
 }
 
 // EnforceIAM turns on IAM policy enforcement (moto accepts everything by
-// default). Reset turns it off again only when the emulator restarts, so
-// tests that use it call it last.
+// default): from the next request on, every call is checked against the
+// caller's identity policies (not resource policies or SCPs: moto evaluates
+// neither). Enforcement is emulator-wide, so whoever turns it on turns it off
+// again with RelaxIAM, and for as short a window as it can. Windows may
+// overlap (two audits at once): enforcement stays on until the last one is
+// relaxed. Reset turns it off whatever is pending. The management user
+// holds an inline allow-all policy and every member account's
+// OrganizationAccountAccessRole the equivalent (patch 8 in
+// py/sitecustomize.py), so the control plane keeps working meanwhile.
 func (e *Emulator) EnforceIAM(ctx context.Context) error {
-	return e.post(ctx, "/moto-api/reset-auth", "text/plain", "0")
+	e.iamMu.Lock()
+	defer e.iamMu.Unlock()
+	if e.enforcing == 0 {
+		if err := e.post(ctx, "/moto-api/reset-auth", "text/plain", "0"); err != nil {
+			return err
+		}
+	}
+	e.enforcing++
+	return nil
 }
+
+// RelaxIAM ends one EnforceIAM window, turning enforcement off when it was
+// the last.
+func (e *Emulator) RelaxIAM(ctx context.Context) error {
+	e.iamMu.Lock()
+	defer e.iamMu.Unlock()
+	if e.enforcing > 1 {
+		e.enforcing--
+		return nil
+	}
+	if err := e.relaxIAM(ctx); err != nil {
+		return err
+	}
+	e.enforcing = 0
+	return nil
+}
+
+func (e *Emulator) relaxIAM(ctx context.Context) error {
+	return e.post(ctx, "/moto-api/reset-auth", "text/plain", "inf")
+}
+
+// EnforceIAM turns on IAM enforcement in the emulator this organization
+// lives in (see Emulator.EnforceIAM).
+func (o *Org) EnforceIAM(ctx context.Context) error { return o.emu.EnforceIAM(ctx) }
+
+// RelaxIAM turns IAM enforcement off in the emulator this organization
+// lives in.
+func (o *Org) RelaxIAM(ctx context.Context) error { return o.emu.RelaxIAM(ctx) }
 
 func (e *Emulator) post(ctx context.Context, path, ctype, body string) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)

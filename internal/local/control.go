@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go/middleware"
 
+	"github.com/silo-saas/silo/internal/audit"
 	"github.com/silo-saas/silo/internal/awsx"
 	"github.com/silo-saas/silo/internal/emulator"
 	"github.com/silo-saas/silo/internal/guardrails"
@@ -85,6 +86,8 @@ type Control struct {
 	// TenantDomain holding the tenants' DNS names.
 	DNS                        *route53.Client
 	HostedZoneID, TenantDomain string
+	// Guardrails are the SCPs Wire applied to the tenant OUs.
+	Guardrails []guardrails.Policy
 }
 
 // EventBus is the name of silo's event bus.
@@ -122,6 +125,7 @@ func Wire(ctx context.Context, org *emulator.Org, o ControlOptions, log *slog.Lo
 	if _, err := guardrails.New(orgc, log).Apply(ctx, policies, org.OUs); err != nil {
 		return nil, fmt.Errorf("apply guardrails: %w", err)
 	}
+	c.Guardrails = policies
 	eb := eventbridge.NewFromConfig(cfg)
 	if _, err := eb.CreateEventBus(ctx, &eventbridge.CreateEventBusInput{Name: aws.String(EventBus)}); err != nil && !awsx.IsAlreadyExists(err) {
 		return nil, fmt.Errorf("create event bus: %w", err)
@@ -315,5 +319,26 @@ func (c *Control) NewPreviews(cfg preview.Config, kick func(string), now func() 
 		Kick:      kick,
 		Log:       log,
 		Now:       now,
+	})
+}
+
+// NewAuditor returns the isolation auditor on this control plane: it reads
+// tenant accounts through the control plane's member credentials, expects
+// the guardrails Wire applied, switches the emulator's IAM enforcement on
+// for its probes only, and publishes violations on the bus.
+func (c *Control) NewAuditor(log *slog.Logger) (*audit.Auditor, error) {
+	return audit.New(audit.Deps{
+		Registry:   c.Registry,
+		Management: c.Config,
+		Accounts:   c.Accounts,
+		Stacks:     c.StackSets,
+		Enforcer:   c.Org,
+		Events:     c.Bus,
+		Log:        log,
+	}, audit.Options{
+		ManagementAccountID: c.Org.ManagementAccountID,
+		OrganizationID:      c.Org.OrganizationID,
+		OUs:                 c.Org.OUs,
+		Guardrails:          c.Guardrails,
 	})
 }

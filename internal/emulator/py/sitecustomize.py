@@ -30,6 +30,27 @@
 #    applied to a member stack. The patch keeps such a resource as it was,
 #    as moto does with the properties it cannot update. Checked by
 #    stacksets' TestUpdateInstances.
+#
+# Patches 6-9 make IAM enforcement (POST /moto-api/reset-auth, which the
+# isolation audit switches on for its cross-tenant probes) mean something.
+# Each is checked through the Go SDK by internal/emulator's enforce_test.go.
+#
+# 6. moto checks DynamoDB, Secrets Manager and KMS calls against the
+#    resource "*" instead of the resource named in the request, so a role
+#    whose policy names its own table is refused its own table, and a
+#    refusal of another tenant's table proves nothing. The patch names the
+#    real ARN (the table, secret or key of the request, in the account the
+#    request names or else the caller's).
+# 7. moto answers every refusal in the query protocol's XML, also to JSON
+#    services (DynamoDB, KMS, Secrets Manager, Organizations), whose SDKs
+#    cannot decode it (the Go SDK reports a deserialization error, not
+#    AccessDeniedException). The patch answers JSON services in JSON.
+# 8. moto gives the OrganizationAccountAccessRole it creates in each new
+#    account no policy: under enforcement it may do nothing, where in AWS it
+#    holds AdministratorAccess. The patch attaches the equivalent inline.
+# 9. moto's CloudFormation ignores an S3 bucket's
+#    PublicAccessBlockConfiguration, so a bucket the template blocks from
+#    the public reads back as having no public access block at all.
 import copy as _copy
 import sys as _sys
 import threading as _threading
@@ -265,6 +286,119 @@ def _install_update_keeps_resources():
     _parsing.parse_and_update_resource = parse_and_update_resource
 
 
+def _install_real_resource_arns():
+    try:
+        from moto.dynamodb.responses import DynamoHandler
+        from moto.kms.responses import KmsResponse
+        from moto.secretsmanager.models import secretsmanager_backends
+        from moto.secretsmanager.responses import SecretsManagerResponse
+    except Exception as exc:
+        _sys.stderr.write("silo: moto resource arn patch not installed: %r\n" % (exc,))
+        return
+
+    def _param(self, name):
+        body = self.body
+        if isinstance(body, dict):
+            return body.get(name)
+        return self._get_param(name)
+
+    def _partition(region):
+        return "aws-cn" if region.startswith("cn-") else "aws"
+
+    def dynamodb_resource(self):
+        name = _param(self, "TableName")
+        if not name:
+            return "*"
+        if name.startswith("arn:"):
+            return name
+        return "arn:%s:dynamodb:%s:%s:table/%s" % (_partition(self.region), self.region, self.current_account, name)
+
+    def kms_resource(self):
+        key = _param(self, "KeyId")
+        if not key:
+            return "*"
+        if key.startswith("arn:"):
+            return key
+        kind = "alias" if key.startswith("alias/") else "key"
+        name = key[len("alias/"):] if kind == "alias" else key
+        return "arn:%s:kms:%s:%s:%s/%s" % (_partition(self.region), self.region, self.current_account, kind, name)
+
+    def secret_resource(self):
+        secret = _param(self, "SecretId")
+        if not secret:
+            return "*"
+        if secret.startswith("arn:"):
+            return secret
+        try:
+            return secretsmanager_backends[self.current_account][self.region].secrets[secret].arn
+        except Exception:
+            return "arn:%s:secretsmanager:%s:%s:secret:%s" % (_partition(self.region), self.region, self.current_account, secret)
+
+    DynamoHandler._determine_resource = dynamodb_resource
+    KmsResponse._determine_resource = kms_resource
+    SecretsManagerResponse._determine_resource = secret_resource
+
+
+def _install_json_access_denied():
+    try:
+        from moto.core.authorization import ActionAuthenticatorMixin
+        from moto.core.exceptions import AccessDeniedError, JsonRESTError
+    except Exception as exc:
+        _sys.stderr.write("silo: moto JSON access denied patch not installed: %r\n" % (exc,))
+        return
+    original = ActionAuthenticatorMixin._authenticate_and_authorize_normal_action
+
+    def _authenticate_and_authorize_normal_action(self, resource="*"):
+        try:
+            return original(self, resource)
+        except AccessDeniedError as exc:
+            # JSON protocols name the operation in X-Amz-Target.
+            if self.headers.get("X-Amz-Target"):
+                raise JsonRESTError("AccessDeniedException", exc.message)
+            raise
+
+    ActionAuthenticatorMixin._authenticate_and_authorize_normal_action = _authenticate_and_authorize_normal_action
+
+
+def _install_member_role_admin():
+    try:
+        from moto.iam import iam_backends
+        from moto.organizations.models import FakeAccount
+    except Exception as exc:
+        _sys.stderr.write("silo: moto member role patch not installed: %r\n" % (exc,))
+        return
+    import json as _json
+
+    admin = _json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})
+    original = FakeAccount.__init__
+
+    def __init__(self, organization, **kwargs):
+        original(self, organization, **kwargs)
+        role = kwargs.get("RoleName", "OrganizationAccountAccessRole")
+        iam_backends[self.id]["global"].put_role_policy(role, "AdministratorAccess", admin)
+
+    FakeAccount.__init__ = __init__
+
+
+def _install_bucket_public_access_block():
+    try:
+        from moto.s3.models import FakeBucket, s3_backends
+    except Exception as exc:
+        _sys.stderr.write("silo: moto bucket public access patch not installed: %r\n" % (exc,))
+        return
+    original = FakeBucket.create_from_cloudformation_json.__func__
+
+    def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+        bucket = original(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+        block = cloudformation_json.get("Properties", {}).get("PublicAccessBlockConfiguration")
+        if block:
+            backend = s3_backends[account_id]["aws-cn" if region_name.startswith("cn-") else "aws"]
+            backend.put_public_access_block(bucket.name, {k: str(bool(v) and str(v).lower() != "false").lower() for k, v in block.items()})
+        return bucket
+
+    FakeBucket.create_from_cloudformation_json = classmethod(create_from_cloudformation_json)
+
+
 def _run(*patches):
     # One broken patch must not keep the others out.
     out = []
@@ -278,5 +412,6 @@ def _run(*patches):
 
 _installed = _run(
     _install, _install_kms_tags, _install_secret_resource, _install_lambda_code_from_org_bucket,
-    _install_update_keeps_resources,
+    _install_update_keeps_resources, _install_real_resource_arns, _install_json_access_denied,
+    _install_member_role_admin, _install_bucket_public_access_block,
 )
