@@ -122,10 +122,6 @@ type Platform struct {
 	Rollouts *rollout.Engine
 	// Audits is the isolation audit the API (POST /v1/audit/isolation, GET
 	// /v1/tenants/{id}/isolation) and the console's Isolation page serve.
-	// WIRE HERE (issue 9): Start does not build one yet (internal/audit's
-	// engine lands on its own branch); set it to the *audit.Auditor before
-	// startAPI and startConsole. While nil, those routes answer 404 and the
-	// page says the audit is not configured.
 	Audits Auditor
 
 	emu        *emulator.Emulator
@@ -203,6 +199,10 @@ func Start(ctx context.Context, o Options, log *slog.Logger) (*Platform, error) 
 		return nil, err
 	}
 	p.Rollouts = p.Control.NewRollouts(o.Rollouts, p.Runner.Kick, log)
+	if p.Audits, err = p.Control.NewAuditor(log); err != nil {
+		p.Close()
+		return nil, err
+	}
 	prober := probe.New(probe.Options{Concurrency: 50, Timeout: 5 * time.Second}, log)
 	p.Sweeper = &probe.Sweeper{
 		Registry: p.Registry, Prober: prober, Shards: 1, Log: log,
@@ -312,7 +312,7 @@ func (p *Platform) startAPI(o Options) error {
 	handler, err := api.New(api.Deps{
 		Registry: p.Registry, Kick: p.Runner.Kick, Retry: p.Control.Reconciler.Retry,
 		Previews: p.Previews, Rollouts: p.Rollouts, Releases: p.Control.Releases(),
-		Audits:   p.Audits, // nil (not wired yet): the audit routes answer 404
+		Audits:   p.Audits,
 		Verifier: verifier, Users: users, Log: p.log,
 	}, api.Options{StatusSecret: secret, BaseURL: base, DomainSignupRate: o.DomainSignupRate, DomainSignupBurst: o.DomainSignupBurst})
 	if err != nil {
@@ -354,7 +354,7 @@ func (p *Platform) startConsole(ctx context.Context, addr string, mgmt aws.Confi
 	}
 	p.console, err = console.New(console.Deps{
 		Registry: p.Registry, Pool: p.Registry, Rollouts: p.Registry, Verifier: verifier, Log: p.log,
-		Isolation: p.Audits, // nil (not wired yet): "not configured"
+		Isolation: p.Audits,
 		Costs:     console.NewCostExplorer(mgmt, 0),
 		OUs:       console.NewOULookup(organizations.NewFromConfig(mgmt)),
 	}, console.Options{RefreshEvery: 2 * time.Second, AutoRefresh: 5 * time.Second, PoolTarget: poolTarget})
