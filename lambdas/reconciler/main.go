@@ -186,7 +186,7 @@ func newAuditor(ctx context.Context, cfg config, log *slog.Logger) (runner, erro
 	stsc := sts.NewFromConfig(awsCfg)
 	me, err := stsc.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
 	if err != nil {
-		return nil, fmt.Errorf("who am i: %w", err)
+		return nil, fmt.Errorf("read the caller identity: %w", err)
 	}
 	account, partition := aws.ToString(me.Account), arnPartition(aws.ToString(me.Arn))
 	// The SCPs name the member role by ARN, so the partition is part of
