@@ -80,6 +80,9 @@ type Preferences struct {
 	SoftFailureTolerance bool
 }
 
+// DefaultStackSetName is the tenant app's stack set when Options name none.
+const DefaultStackSetName = "silo-tenant-app"
+
 // Options configure a Manager. Quotas and names are configuration, not
 // constants: the zero values get the documented defaults.
 type Options struct {
@@ -158,7 +161,7 @@ type Manager struct {
 // given clients; see NewFromConfig for the usual wiring.
 func New(cfn cfnAPI, store s3API, members MemberStacks, region string, log *slog.Logger, o Options) *Manager {
 	if o.StackSetName == "" {
-		o.StackSetName = "silo-tenant-app"
+		o.StackSetName = DefaultStackSetName
 	}
 	if o.URLSuffix == "" {
 		o.URLSuffix = "amazonaws.com"

@@ -26,7 +26,9 @@ import (
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
 
+	"github.com/silo-saas/silo/internal/awsx"
 	"github.com/silo-saas/silo/registry"
+	"github.com/silo-saas/silo/stacksets"
 )
 
 // StackName is the stack's name.
@@ -40,12 +42,38 @@ const (
 	AuditTask     = "audit-isolation"
 )
 
+// ReconcilerTimeout bounds one reconciler invocation, the daily isolation
+// audit included: about 1 s per tenant at the audit's concurrency of 8, so
+// some 250 tenants (docs/isolation.md). The reconcile queue's visibility
+// timeout is six times it, as Lambda's SQS integration advises.
+const ReconcilerTimeout = 5 // minutes
+
 // EventBusName is the bus tenant lifecycle and health events go to.
 const EventBusName = "silo-events"
 
 // Functions are the control-plane Lambdas; each is built from
 // lambdas/<name> into <CodeDir>/<name>.zip by `make build`.
 var Functions = []string{"api", "reconciler", "prober", "console"}
+
+// AuditOrganizationActions are the Organizations reads the isolation audit
+// makes: OU paths to ids, an account's parents, the SCPs and where they
+// are attached.
+var AuditOrganizationActions = []string{
+	"organizations:ListRoots", "organizations:ListOrganizationalUnitsForParent", "organizations:ListParents",
+	"organizations:ListPolicies", "organizations:DescribePolicy", "organizations:ListPoliciesForTarget",
+}
+
+// AllowedRegionsPattern is what the AllowedRegions parameter accepts: region
+// codes separated by commas, no spaces.
+const AllowedRegionsPattern = `^[a-z]{2}(-[a-z]+)+-[0-9]+(,[a-z]{2}(-[a-z]+)+-[0-9]+)*$`
+
+// timeout is a function's timeout in minutes.
+func timeout(name string) float64 {
+	if name == "reconciler" {
+		return ReconcilerTimeout
+	}
+	return 1
+}
 
 // DefaultCodeDir is where `make build` writes the Lambda zips.
 const DefaultCodeDir = "dist/lambda"
@@ -89,6 +117,13 @@ func NewStack(scope constructs.Construct, id string, p Props) awscdk.Stack {
 	operatorKey := awscdk.NewCfnParameter(stack, jsii.String("OperatorPublicKey"), &awscdk.CfnParameterProps{
 		Type:        jsii.String("String"),
 		Description: jsii.String("the operator token issuer's RS256 public key, PEM"),
+	}).ValueAsString()
+	// The regions of the guardrail SCPs attached to the tenant OUs: the
+	// isolation audit rebuilds the SCPs from them and compares.
+	allowedRegions := awscdk.NewCfnParameter(stack, jsii.String("AllowedRegions"), &awscdk.CfnParameterProps{
+		Type:           jsii.String("String"),
+		Description:    jsii.String("regions tenants may use, comma-separated (us-east-1,eu-west-1): the regions the attached guardrail SCPs were written with"),
+		AllowedPattern: jsii.String(AllowedRegionsPattern),
 	}).ValueAsString()
 
 	// The registry: built from the one schema the Go code uses. RETAIN and
@@ -147,7 +182,7 @@ func NewStack(scope constructs.Construct, id string, p Props) awscdk.Stack {
 	})
 	queue := awssqs.NewQueue(stack, jsii.String("ReconcileQueue"), &awssqs.QueueProps{
 		// Six times the function timeout, as Lambda's SQS integration advises.
-		VisibilityTimeout: awscdk.Duration_Minutes(jsii.Number(6)),
+		VisibilityTimeout: awscdk.Duration_Minutes(jsii.Number(6 * ReconcilerTimeout)),
 		DeadLetterQueue:   &awssqs.DeadLetterQueue{Queue: dlq, MaxReceiveCount: jsii.Number(5)},
 		Encryption:        awssqs.QueueEncryption_SQS_MANAGED,
 		EnforceSSL:        jsii.Bool(true),
@@ -162,7 +197,7 @@ func NewStack(scope constructs.Construct, id string, p Props) awscdk.Stack {
 			Handler:      jsii.String("bootstrap"),
 			Code:         awslambda.Code_FromAsset(jsii.String(filepath.Join(p.CodeDir, name+".zip")), nil),
 			MemorySize:   jsii.Number(512),
-			Timeout:      awscdk.Duration_Minutes(jsii.Number(1)),
+			Timeout:      awscdk.Duration_Minutes(jsii.Number(timeout(name))),
 			LogGroup: awslogs.NewLogGroup(stack, jsii.String("Logs-"+name), &awslogs.LogGroupProps{
 				LogGroupName:  jsii.String("/aws/lambda/silo-" + name),
 				Retention:     awslogs.RetentionDays_THREE_MONTHS,
@@ -177,7 +212,7 @@ func NewStack(scope constructs.Construct, id string, p Props) awscdk.Stack {
 			},
 		})
 		if name == "console" {
-			table.GrantReadData(fns[name]) // it only reads
+			table.GrantReadData(fns[name]) // it only reads (isolation reports too)
 			continue
 		}
 		table.GrantReadWriteData(fns[name])
@@ -195,6 +230,28 @@ func NewStack(scope constructs.Construct, id string, p Props) awscdk.Stack {
 	fns["api"].AddEnvironment(jsii.String("SILO_OPERATOR_ISSUER"), operatorIssuer, nil)
 	fns["api"].AddEnvironment(jsii.String("SILO_OPERATOR_PUBLIC_KEY"), operatorKey, nil)
 	artifacts.GrantRead(fns["reconciler"], nil)
+	// The isolation audit (lambdas/reconciler): it reads the organization
+	// (OUs, SCPs), finds each tenant's stack instance, and acts in tenant
+	// accounts through the member role only; AWS enforces what that role
+	// and the tenants' own policies allow.
+	fns["reconciler"].AddEnvironment(jsii.String("SILO_ALLOWED_REGIONS"), allowedRegions, nil)
+	fns["reconciler"].AddToRolePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid:       jsii.String("AssumeMemberRole"),
+		Actions:   jsii.Strings("sts:AssumeRole"),
+		Resources: jsii.Strings(*awscdk.Fn_Sub(jsii.String("arn:${AWS::Partition}:iam::*:role/"+awsx.MemberRole), nil)),
+	}))
+	fns["reconciler"].AddToRolePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		// Organizations' read calls take no resource narrower than *.
+		Sid:       jsii.String("ReadOrganization"),
+		Actions:   jsii.Strings(AuditOrganizationActions...),
+		Resources: jsii.Strings("*"),
+	}))
+	fns["reconciler"].AddToRolePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid:     jsii.String("ListTenantStackInstances"),
+		Actions: jsii.Strings("cloudformation:ListStackInstances"),
+		Resources: jsii.Strings(*awscdk.Fn_Sub(jsii.String(
+			"arn:${AWS::Partition}:cloudformation:${AWS::Region}:${AWS::AccountId}:stackset/"+stacksets.DefaultStackSetName+":*"), nil)),
+	}))
 	// The console reads; it trusts the same operator tokens as the API, and
 	// asks Cost Explorer and Organizations for costs and OU paths.
 	fns["console"].AddEnvironment(jsii.String("SILO_OPERATOR_ISSUER"), operatorIssuer, nil)

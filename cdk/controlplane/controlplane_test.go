@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -304,5 +305,113 @@ func TestDailyIsolationAudit(t *testing.T) {
 	}
 	if !allowed {
 		t.Error("no permission for the daily rule to invoke the reconciler")
+	}
+}
+
+// TestReconcilerRunsTheAudit: the AllowedRegions parameter reaches the
+// reconciler (only) as SILO_ALLOWED_REGIONS; the reconciler may assume the
+// member role, read the organization and list the tenant stack set's
+// instances (nothing else on *), and no other function may assume anything; its timeout fits
+// the audit and the queue's visibility timeout is six times it.
+func TestReconcilerRunsTheAudit(t *testing.T) {
+	b, err := os.ReadFile(templatePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tpl struct {
+		Parameters map[string]map[string]any
+		Resources  map[string]resource
+	}
+	if err := json.Unmarshal(b, &tpl); err != nil {
+		t.Fatal(err)
+	}
+	p := tpl.Parameters["AllowedRegions"]
+	if p == nil || p["Type"] != "String" || p["AllowedPattern"] != AllowedRegionsPattern || p["Default"] != nil {
+		t.Errorf("parameter AllowedRegions %s, want a required String with the pattern", js(p))
+	}
+	pattern := regexp.MustCompile(AllowedRegionsPattern)
+	for v, ok := range map[string]bool{"us-east-1": true, "us-east-1,eu-west-1": true, "us-gov-west-1": true,
+		"": false, "us-east-1, eu-west-1": false, "us-east-1,": false, "US-EAST-1": false, "*": false} {
+		if pattern.MatchString(v) != ok {
+			t.Errorf("AllowedRegions %q accepted %v, want %v", v, !ok, ok)
+		}
+	}
+
+	roles := map[string]string{} // role logical id → function name
+	for id, r := range tpl.Resources {
+		if r.Type != "AWS::Lambda::Function" {
+			continue
+		}
+		name, _ := r.Properties["FunctionName"].(string)
+		env, _ := r.Properties["Environment"].(map[string]any)
+		vars, _ := env["Variables"].(map[string]any)
+		got, set := vars["SILO_ALLOWED_REGIONS"]
+		if name == "silo-reconciler" {
+			if js(got) != `{"Ref":"AllowedRegions"}` {
+				t.Errorf("reconciler SILO_ALLOWED_REGIONS %s", js(got))
+			}
+			if r.Properties["Timeout"] != float64(ReconcilerTimeout*60) {
+				t.Errorf("reconciler timeout %v s, want %d", r.Properties["Timeout"], ReconcilerTimeout*60)
+			}
+		} else if set {
+			t.Errorf("%s (%s) gets SILO_ALLOWED_REGIONS", name, id)
+		}
+		var role struct {
+			GetAtt []string `json:"Fn::GetAtt"`
+		}
+		_ = json.Unmarshal([]byte(js(r.Properties["Role"])), &role)
+		if len(role.GetAtt) == 2 {
+			roles[role.GetAtt[0]] = name
+		}
+	}
+	for _, q := range ofType(tpl.Resources, "AWS::SQS::Queue") {
+		if q.Properties["RedrivePolicy"] != nil && q.Properties["VisibilityTimeout"] != float64(6*ReconcilerTimeout*60) {
+			t.Errorf("reconcile queue visibility timeout %v s, want 6 × the reconciler's %d", q.Properties["VisibilityTimeout"], ReconcilerTimeout*60)
+		}
+	}
+
+	type statement struct {
+		Sid      string
+		Effect   string
+		Action   any
+		Resource any
+	}
+	var reconciler []statement
+	for _, pol := range ofType(tpl.Resources, "AWS::IAM::Policy") {
+		var attached []struct{ Ref string }
+		_ = json.Unmarshal([]byte(js(pol.Properties["Roles"])), &attached)
+		var doc struct{ Statement []statement }
+		_ = json.Unmarshal([]byte(js(pol.Properties["PolicyDocument"])), &doc)
+		for _, r := range attached {
+			fn := roles[r.Ref]
+			for _, st := range doc.Statement {
+				if fn == "silo-reconciler" {
+					reconciler = append(reconciler, st)
+				} else if strings.Contains(js(st.Action), "sts:") {
+					t.Errorf("%s may %s", fn, js(st.Action))
+				}
+			}
+		}
+	}
+	want := map[string]statement{
+		"AssumeMemberRole": {Sid: "AssumeMemberRole", Effect: "Allow", Action: "sts:AssumeRole",
+			Resource: map[string]any{"Fn::Sub": "arn:${AWS::Partition}:iam::*:role/OrganizationAccountAccessRole"}},
+		"ReadOrganization": {Sid: "ReadOrganization", Effect: "Allow", Action: []any{
+			"organizations:ListRoots", "organizations:ListOrganizationalUnitsForParent", "organizations:ListParents",
+			"organizations:ListPolicies", "organizations:DescribePolicy", "organizations:ListPoliciesForTarget"}, Resource: "*"},
+		"ListTenantStackInstances": {Sid: "ListTenantStackInstances", Effect: "Allow", Action: "cloudformation:ListStackInstances",
+			Resource: map[string]any{"Fn::Sub": "arn:${AWS::Partition}:cloudformation:${AWS::Region}:${AWS::AccountId}:stackset/silo-tenant-app:*"}},
+	}
+	got := map[string]statement{}
+	for _, st := range reconciler {
+		if _, ok := want[st.Sid]; ok {
+			got[st.Sid] = st
+		}
+		if st.Resource == "*" && st.Sid != "ReadOrganization" {
+			t.Errorf("reconciler statement on *: %s", js(st))
+		}
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("the reconciler's audit statements (-want +got):\n%s", diff)
 	}
 }

@@ -245,3 +245,38 @@ func TestAuditClient(t *testing.T) {
 		t.Errorf("a missing report: %v", err)
 	}
 }
+
+// TestAuditRunsElsewhere: an API whose audits run elsewhere (the API
+// function in AWS, wired with audit.NewReader) serves the stored reports
+// and answers a run 501 not_configured, saying where the audit runs.
+func TestAuditRunsElsewhere(t *testing.T) {
+	f := newFixture(t, Options{})
+	f.api.d.Audits = audit.NewReader(f.store)
+	want := sampleReport("acme-1", audit.StatusFail)
+	if err := f.store.PutFleetReport(t.Context(), "acme-1", audit.ReportKind, want); err != nil {
+		t.Fatal(err)
+	}
+	as := func(tok string) map[string]string { return map[string]string{"Authorization": "Bearer " + tok} }
+	viewer, operator := f.token(t, "v", RoleViewer), f.token(t, "ci", RoleOperator)
+
+	r := f.do(t, req{method: "GET", path: "/v1/tenants/acme-1/isolation", header: as(viewer)})
+	if r.status != http.StatusOK {
+		t.Fatalf("report: %d %s", r.status, r.body)
+	}
+	if diff := cmp.Diff(want, decode[audit.Report](t, r)); diff != "" {
+		t.Errorf("report (-want +got):\n%s", diff)
+	}
+	if r := f.do(t, req{method: "GET", path: "/v1/tenants/new-3/isolation", header: as(viewer)}); r.status != http.StatusNotFound {
+		t.Errorf("no report yet: %d %s", r.status, r.body)
+	}
+	for _, body := range []string{"", `{"tenants":["acme-1"]}`} {
+		r := f.do(t, req{method: "POST", path: "/v1/audit/isolation", body: body, header: as(operator)})
+		if r.status != http.StatusNotImplemented || r.errorCode(t) != CodeNotConfigured || !strings.Contains(string(r.body), "runs daily in the reconciler") {
+			t.Errorf("run %q: %d %s, want 501 %s naming the reconciler", body, r.status, r.body, CodeNotConfigured)
+		}
+	}
+	// Authorization still comes first.
+	if r := f.do(t, req{method: "POST", path: "/v1/audit/isolation", header: as(viewer)}); r.status != http.StatusForbidden {
+		t.Errorf("run as a viewer: %d %s", r.status, r.body)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/silo-saas/silo/internal/audit"
 	"github.com/silo-saas/silo/registry"
 )
 
@@ -85,6 +86,10 @@ func classify(err error) (*apiError, bool) {
 		return fail(http.StatusConflict, CodeConflict, "the tenant changed while the request ran; read it again and retry"), true
 	case errors.Is(err, registry.ErrInvalidCursor):
 		return fail(http.StatusBadRequest, CodeInvalidCursor, "cursor is not one a previous page of this listing returned"), true
+	case errors.Is(err, audit.ErrRunsElsewhere):
+		// The API reads reports but does not run audits (in AWS the
+		// reconciler runs them daily): a setting of this deployment.
+		return fail(http.StatusNotImplemented, CodeNotConfigured, "the isolation audit does not run from this API: it runs daily in the reconciler; read a tenant's latest report with GET /v1/tenants/{id}/isolation"), true
 	case errors.Is(err, registry.ErrInvalid):
 		fields := fieldProblems(err)
 		return &apiError{status: http.StatusBadRequest, code: CodeInvalidRequest, message: fieldsMessage(fields), fields: fields}, true

@@ -2,7 +2,6 @@ package audit
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -88,9 +87,10 @@ const SessionName = "silo-isolation-audit"
 
 // Auditor runs isolation audits.
 type Auditor struct {
-	d   Deps
-	o   Options
-	org orgAPI
+	d      Deps
+	o      Options
+	org    orgAPI
+	reader *Reader
 }
 
 // orgAPI is what the audit reads of Organizations.
@@ -124,7 +124,7 @@ func New(d Deps, o Options) (*Auditor, error) {
 	if org == nil {
 		org = organizations.NewFromConfig(d.Management)
 	}
-	return &Auditor{d: d, o: o, org: org}, nil
+	return &Auditor{d: d, o: o, org: org, reader: NewReader(d.Registry)}, nil
 }
 
 // subject is one tenant the run looks at: audited, or probed as a partner.
@@ -229,29 +229,13 @@ func (a *Auditor) Run(ctx context.Context, o RunOptions) (*Fleet, error) {
 // Report returns the latest stored report of a tenant; an error wrapping
 // registry.ErrNotFound when it was never audited.
 func (a *Auditor) Report(ctx context.Context, tenantID string) (*Report, error) {
-	var r Report
-	if err := a.d.Registry.Report(ctx, tenantID, ReportKind, &r); err != nil {
-		return nil, err
-	}
-	return &r, nil
+	return a.reader.Report(ctx, tenantID)
 }
 
 // Reports returns the latest report of every audited tenant, by tenant id,
 // in one registry query.
 func (a *Auditor) Reports(ctx context.Context) ([]Report, error) {
-	stored, err := a.d.Registry.FleetReports(ctx, ReportKind)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]Report, 0, len(stored))
-	for _, s := range stored {
-		var r Report
-		if err := json.Unmarshal(s.Body, &r); err != nil {
-			return nil, fmt.Errorf("decode isolation report of %s: %w", s.TenantID, err)
-		}
-		out = append(out, r)
-	}
-	return out, nil
+	return a.reader.Reports(ctx)
 }
 
 // active lists the ACTIVE customer tenants, by id.

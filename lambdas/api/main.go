@@ -12,6 +12,12 @@
 //	SILO_OPERATOR_PUBLIC_KEY  its RS256 public key, PEM
 //	SILO_API_BASE_URL         the API's public URL (status links)
 //
+// The function serves the isolation reports (GET /v1/tenants/{id}/isolation)
+// from the registry but runs no audit: in AWS the reconciler runs it daily,
+// and POST /v1/audit/isolation answers 501 not_configured saying so (API
+// Gateway would cut a run at 29 seconds, and this function has no way into
+// tenant accounts).
+//
 // Optional, for GET /v1/resolve by an end user's token (without them that
 // form answers 501 not_configured; resolving by tenant id still works):
 //
@@ -35,6 +41,7 @@ import (
 	"github.com/awslabs/aws-lambda-go-api-proxy/httpadapter"
 
 	"github.com/silo-saas/silo/internal/api"
+	"github.com/silo-saas/silo/internal/audit"
 	"github.com/silo-saas/silo/internal/awsx"
 	"github.com/silo-saas/silo/internal/vending"
 	"github.com/silo-saas/silo/registry"
@@ -102,6 +109,7 @@ func build(ctx context.Context, log *slog.Logger, env func(string) string) (*api
 		},
 		Verifier: verifier,
 		Users:    users,
+		Audits:   audit.NewReader(reg),
 		Log:      log,
 	}, api.Options{
 		StatusSecret: []byte(aws.ToString(secret.SecretString)), BaseURL: env("SILO_API_BASE_URL"),

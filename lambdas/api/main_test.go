@@ -12,6 +12,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -19,8 +20,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/awslabs/aws-lambda-go-api-proxy/httpadapter"
+	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/silo-saas/silo/internal/api"
+	"github.com/silo-saas/silo/internal/audit"
 	"github.com/silo-saas/silo/internal/awsx"
 	"github.com/silo-saas/silo/internal/emulator"
 	"github.com/silo-saas/silo/registry"
@@ -131,5 +134,37 @@ func TestLambdaServesSignup(t *testing.T) {
 	}
 	if !limited {
 		t.Error("10 signups from one address, each with another X-Forwarded-For, were never rate limited")
+	}
+
+	// Isolation: the reports the reconciler's audit keeps are served; a
+	// run is refused, saying where the audit runs.
+	operator, err := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{
+		"iss": env["SILO_OPERATOR_ISSUER"], "aud": api.Audience, "sub": "ci", api.RoleClaim: string(api.RoleOperator),
+		"exp": time.Now().Add(time.Hour).Unix(),
+	}).SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now().UTC().Truncate(time.Second)
+	want := audit.Report{TenantID: got.TenantID, AccountID: "111122223333", Region: "us-east-1", Status: audit.StatusPass,
+		StartedAt: at, FinishedAt: at, Checks: []audit.Check{{Name: audit.CheckOU, Status: audit.StatusPass, Summary: "in Tenants/Production"}}}
+	if err := reg.PutFleetReport(ctx, got.TenantID, audit.ReportKind, want); err != nil {
+		t.Fatal(err)
+	}
+	auth := map[string]string{"Authorization": "Bearer " + operator, "Content-Type": "application/json"}
+	resp, err = httpadapter.New(h).ProxyWithContext(ctx, events.APIGatewayProxyRequest{HTTPMethod: "GET", Path: "/v1/tenants/" + got.TenantID + "/isolation", Headers: auth})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep audit.Report
+	if resp.StatusCode != 200 || json.Unmarshal([]byte(resp.Body), &rep) != nil || !rep.FinishedAt.Equal(want.FinishedAt) || rep.Status != want.Status {
+		t.Errorf("isolation report through the Lambda: %d %s", resp.StatusCode, resp.Body)
+	}
+	resp, err = httpadapter.New(h).ProxyWithContext(ctx, events.APIGatewayProxyRequest{HTTPMethod: "POST", Path: "/v1/audit/isolation", Headers: auth})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 501 || !strings.Contains(resp.Body, `"not_configured"`) || !strings.Contains(resp.Body, "reconciler") {
+		t.Errorf("isolation run through the Lambda: %d %s, want 501 not_configured naming the reconciler", resp.StatusCode, resp.Body)
 	}
 }

@@ -1,5 +1,6 @@
 // Command console is the operations console Lambda behind API Gateway: it
-// wires internal/console to the registry table, Cost Explorer and
+// wires internal/console to the registry table (tenants, and the isolation
+// reports the reconciler's daily audit keeps there), Cost Explorer and
 // Organizations, trusting operator tokens from the operator issuer, and
 // adapts API Gateway proxy events to net/http with aws-lambda-go-api-proxy.
 // Wiring only; behaviour lives in internal/console.
@@ -27,6 +28,7 @@ import (
 	"github.com/awslabs/aws-lambda-go-api-proxy/httpadapter"
 
 	"github.com/silo-saas/silo/internal/api"
+	"github.com/silo-saas/silo/internal/audit"
 	"github.com/silo-saas/silo/internal/awsx"
 	"github.com/silo-saas/silo/internal/console"
 	"github.com/silo-saas/silo/registry"
@@ -76,6 +78,8 @@ func build(ctx context.Context, log *slog.Logger, env func(string) string) (http
 		Registry: store, Pool: store, Verifier: verifier, Log: log,
 		Costs: console.NewCostExplorer(cfg, 0),
 		OUs:   console.NewOULookup(organizations.NewFromConfig(cfg)),
+		// Reads only: the audit runs in the reconciler.
+		Isolation: audit.NewReader(store),
 	}, console.Options{Prefix: prefix, SecureCookie: true})
 	if err != nil {
 		return nil, err

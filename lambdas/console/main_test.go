@@ -17,6 +17,7 @@ import (
 	"github.com/awslabs/aws-lambda-go-api-proxy/httpadapter"
 
 	"github.com/silo-saas/silo/internal/api"
+	"github.com/silo-saas/silo/internal/audit"
 	"github.com/silo-saas/silo/internal/awsx"
 	"github.com/silo-saas/silo/internal/emulator"
 	"github.com/silo-saas/silo/internal/issuer"
@@ -98,8 +99,25 @@ func TestLambdaServesConsole(t *testing.T) {
 	if r.StatusCode != http.StatusSeeOther || !strings.Contains(cookie, "Secure") || !strings.Contains(cookie, "Path=/console") {
 		t.Fatalf("login: %d, cookie %q", r.StatusCode, cookie)
 	}
-	r = send("GET", "/", "", map[string]string{"Cookie": strings.SplitN(cookie, ";", 2)[0]})
+	session := map[string]string{"Cookie": strings.SplitN(cookie, ";", 2)[0]}
+	r = send("GET", "/", "", session)
 	if r.StatusCode != http.StatusOK || !strings.Contains(r.Body, `data-state="ACTIVE">3<`) || !strings.Contains(r.Body, `href="/console/tenants`) {
 		t.Fatalf("overview: %d\n%s", r.StatusCode, r.Body)
+	}
+
+	// The isolation page reads the reports the reconciler's audit keeps
+	// in the registry.
+	if r := send("GET", "/isolation", "", session); r.StatusCode != http.StatusOK || !strings.Contains(r.Body, `id="isolation-none"`) {
+		t.Fatalf("isolation page before any audit: %d\n%s", r.StatusCode, r.Body)
+	}
+	at := time.Now().UTC()
+	if err := reg.PutFleetReport(ctx, "globex", audit.ReportKind, audit.Report{TenantID: "globex", AccountID: "111122223333", Region: "us-east-1",
+		Status: audit.StatusFail, StartedAt: at, FinishedAt: at,
+		Checks: []audit.Check{{Name: audit.CheckOU, Status: audit.StatusFail, Summary: "not in Tenants/Production"}}}); err != nil {
+		t.Fatal(err)
+	}
+	r = send("GET", "/isolation", "", session)
+	if r.StatusCode != http.StatusOK || !strings.Contains(r.Body, `data-tenant="globex" data-status="fail"`) {
+		t.Fatalf("isolation page: %d\n%s", r.StatusCode, r.Body)
 	}
 }

@@ -15,11 +15,21 @@
 // NOT IMPLEMENTED YET: every other event (the reconcile queue's messages,
 // the minute sweep) logs that and fails, so nobody mistakes it for working.
 //
-// Environment (set by the control-plane stack):
+// The auditor acts with the function's own credentials (the management
+// account's): it reads the organization's OUs and SCPs, finds each
+// tenant's stack through the tenant stack set, and assumes
+// OrganizationAccountAccessRole in each tenant account to check it and to
+// start its probes. AWS enforces IAM itself, so nothing switches it on.
+//
+// Environment (set by the control-plane stack; all required):
 //
 //	SILO_REGISTRY_TABLE   the registry table
 //	SILO_EVENT_BUS        the bus violation events go to
 //	SILO_ORGANIZATION_ID  the organization the tenant accounts belong to
+//	SILO_ALLOWED_REGIONS  the regions tenants may use, comma-separated: the
+//	                      guardrail SCPs the audit expects are built from
+//	                      them, so they must be the regions the attached
+//	                      SCPs were written with
 package main
 
 import (
@@ -34,8 +44,18 @@ import (
 	"sync"
 
 	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
+	"github.com/aws/aws-sdk-go-v2/service/organizations"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/silo-saas/silo/internal/audit"
+	"github.com/silo-saas/silo/internal/awsx"
+	"github.com/silo-saas/silo/internal/guardrails"
+	"github.com/silo-saas/silo/internal/vending"
+	"github.com/silo-saas/silo/registry"
+	"github.com/silo-saas/silo/stacksets"
 )
 
 // TaskAuditIsolation is the task of the daily audit's event
@@ -47,14 +67,10 @@ const scheduleActor = "schedule:daily-audit"
 
 var errNotImplemented = errors.New("silo reconciler: handler not implemented yet")
 
-// errAuditorNotWired is what the audit task fails with until newAuditor
-// builds the real auditor.
-var errAuditorNotWired = errors.New("silo reconciler: the isolation auditor is not wired")
-
 func main() {
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	ctx := context.Background()
-	aud := &lazyAuditor{env: os.Getenv}
+	aud := &lazyAuditor{env: os.Getenv, log: log}
 	lambda.StartWithOptions(func(ctx context.Context, event json.RawMessage) (*AuditResult, error) {
 		res, err := handle(ctx, event, aud)
 		switch {
@@ -127,15 +143,26 @@ func handle(ctx context.Context, event json.RawMessage, r runner) (*AuditResult,
 // config is what the auditor is built from.
 type config struct {
 	Table, Bus, OrganizationID string
+	// AllowedRegions are SILO_ALLOWED_REGIONS, split.
+	AllowedRegions []string
 }
 
 func loadConfig(env func(string) string) (config, error) {
 	c := config{Table: env("SILO_REGISTRY_TABLE"), Bus: env("SILO_EVENT_BUS"), OrganizationID: env("SILO_ORGANIZATION_ID")}
+	for _, r := range strings.Split(env("SILO_ALLOWED_REGIONS"), ",") {
+		if r = strings.TrimSpace(r); r != "" {
+			c.AllowedRegions = append(c.AllowedRegions, r)
+		}
+	}
 	var missing []string
-	for _, v := range []struct{ name, val string }{
-		{"SILO_REGISTRY_TABLE", c.Table}, {"SILO_EVENT_BUS", c.Bus}, {"SILO_ORGANIZATION_ID", c.OrganizationID},
+	for _, v := range []struct {
+		name string
+		set  bool
+	}{
+		{"SILO_REGISTRY_TABLE", c.Table != ""}, {"SILO_EVENT_BUS", c.Bus != ""}, {"SILO_ORGANIZATION_ID", c.OrganizationID != ""},
+		{"SILO_ALLOWED_REGIONS", len(c.AllowedRegions) > 0},
 	} {
-		if v.val == "" {
+		if !v.set {
 			missing = append(missing, v.name)
 		}
 	}
@@ -145,14 +172,76 @@ func loadConfig(env func(string) string) (config, error) {
 	return c, nil
 }
 
+// memberSession names the reconciler's sessions in tenant accounts (in
+// their CloudTrail).
+const memberSession = "silo-reconciler"
+
 // newAuditor builds the isolation auditor from cfg, with the function's
 // own AWS credentials (the management account's).
-//
-// WIRE HERE (issue 9): internal/audit's engine lands on its own branch;
-// once merged, build the *audit.Auditor here (registry.New(dynamodb
-// client, cfg.Table), the bus on cfg.Bus, ...) and return it.
-func newAuditor(ctx context.Context, cfg config) (runner, error) {
-	return nil, errAuditorNotWired
+func newAuditor(ctx context.Context, cfg config, log *slog.Logger) (runner, error) {
+	awsCfg, err := awsx.Load(ctx, awsx.Options{})
+	if err != nil {
+		return nil, err
+	}
+	stsc := sts.NewFromConfig(awsCfg)
+	me, err := stsc.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+	if err != nil {
+		return nil, fmt.Errorf("read the caller identity: %w", err)
+	}
+	account, partition := aws.ToString(me.Account), arnPartition(aws.ToString(me.Arn))
+	// The SCPs name the member role by ARN, so the partition is part of
+	// the content the audit compares with what is attached.
+	scps, err := guardrails.Policies(guardrails.Options{AllowedRegions: cfg.AllowedRegions, Partition: partition})
+	if err != nil {
+		return nil, fmt.Errorf("SILO_ALLOWED_REGIONS: %w", err)
+	}
+	org := organizations.NewFromConfig(awsCfg)
+	ous, err := guardrails.ResolveOUs(ctx, org, ouPaths(scps))
+	if err != nil {
+		return nil, err
+	}
+	accounts := awsx.NewAccounts(awsCfg, stsc, awsx.AccountsOptions{SessionName: memberSession, Partition: partition})
+	return audit.New(audit.Deps{
+		Registry:   registry.New(dynamodb.NewFromConfig(awsCfg), cfg.Table),
+		Management: awsCfg,
+		Org:        org,
+		Accounts:   accounts,
+		Stacks: stacksets.NewFromConfig(awsCfg, log, stacksets.Options{
+			Accounts: accounts, Partition: partition, ManagementAccountID: account,
+		}),
+		// Enforcer nil: AWS enforces IAM on every call.
+		Events: vending.NewBus(eventbridge.NewFromConfig(awsCfg), cfg.Bus, log),
+		Log:    log,
+	}, audit.Options{
+		ManagementAccountID: account,
+		OrganizationID:      cfg.OrganizationID,
+		OUs:                 ous,
+		Guardrails:          scps,
+		Partition:           partition,
+	})
+}
+
+// ouPaths are the OUs the audit looks accounts up in: the tenant OUs and
+// every guardrail's targets.
+func ouPaths(scps []guardrails.Policy) []string {
+	paths := slices.Clone(guardrails.TenantOUs)
+	for _, p := range scps {
+		for _, t := range p.Targets {
+			if !slices.Contains(paths, t) {
+				paths = append(paths, t)
+			}
+		}
+	}
+	return paths
+}
+
+// arnPartition is the partition of an ARN ("aws" for "arn:aws:iam::…"),
+// "aws" when it is not one.
+func arnPartition(arn string) string {
+	if parts := strings.SplitN(arn, ":", 3); len(parts) == 3 && parts[0] == "arn" && parts[1] != "" {
+		return parts[1]
+	}
+	return "aws"
 }
 
 // lazyAuditor builds the auditor on the first audit an execution
@@ -160,6 +249,7 @@ func newAuditor(ctx context.Context, cfg config) (runner, error) {
 // handle yet need no auditor and a failed build is retried next time.
 type lazyAuditor struct {
 	env func(string) string
+	log *slog.Logger
 	// build is newAuditor; tests replace it.
 	build func(context.Context, config) (runner, error)
 
@@ -174,7 +264,7 @@ func (l *lazyAuditor) Run(ctx context.Context, o audit.RunOptions) (*audit.Fleet
 		if err == nil {
 			build := l.build
 			if build == nil {
-				build = newAuditor
+				build = func(ctx context.Context, c config) (runner, error) { return newAuditor(ctx, c, l.log) }
 			}
 			l.r, err = build(ctx, cfg)
 		}

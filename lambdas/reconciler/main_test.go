@@ -96,7 +96,8 @@ func TestHandleOtherEvents(t *testing.T) {
 }
 
 func TestLazyAuditor(t *testing.T) {
-	env := map[string]string{"SILO_REGISTRY_TABLE": "silo-registry", "SILO_EVENT_BUS": "silo-events", "SILO_ORGANIZATION_ID": "o-abc"}
+	env := map[string]string{"SILO_REGISTRY_TABLE": "silo-registry", "SILO_EVENT_BUS": "silo-events", "SILO_ORGANIZATION_ID": "o-abc",
+		"SILO_ALLOWED_REGIONS": "us-east-1, eu-west-1,"}
 
 	t.Run("missing environment", func(t *testing.T) {
 		l := &lazyAuditor{env: func(k string) string {
@@ -111,10 +112,18 @@ func TestLazyAuditor(t *testing.T) {
 		}
 	})
 
-	t.Run("not wired yet", func(t *testing.T) {
-		l := &lazyAuditor{env: func(k string) string { return env[k] }}
-		if _, err := handle(t.Context(), json.RawMessage(`{"task":"audit-isolation"}`), l); !errors.Is(err, errAuditorNotWired) {
-			t.Errorf("error %v, want %v", err, errAuditorNotWired)
+	t.Run("no allowed regions", func(t *testing.T) {
+		for _, regions := range []string{"", " , "} {
+			l := &lazyAuditor{env: func(k string) string {
+				if k == "SILO_ALLOWED_REGIONS" {
+					return regions
+				}
+				return env[k]
+			}}
+			_, err := l.Run(t.Context(), audit.RunOptions{})
+			if err == nil || !strings.Contains(err.Error(), "missing environment: SILO_ALLOWED_REGIONS") {
+				t.Errorf("SILO_ALLOWED_REGIONS=%q: error %v", regions, err)
+			}
 		}
 	})
 
@@ -130,7 +139,7 @@ func TestLazyAuditor(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if diff := cmp.Diff([]config{{Table: "silo-registry", Bus: "silo-events", OrganizationID: "o-abc"}}, builds); diff != "" {
+		if diff := cmp.Diff([]config{{Table: "silo-registry", Bus: "silo-events", OrganizationID: "o-abc", AllowedRegions: []string{"us-east-1", "eu-west-1"}}}, builds); diff != "" {
 			t.Errorf("builds (-want +got):\n%s", diff)
 		}
 		if len(fake.runs) != 2 {
