@@ -335,7 +335,8 @@ func exitCode(err error) int {
 }
 
 // TestDemoExitMode runs make demo's command in exit mode, end to end: three
-// signups through the public API, each endpoint used, isolation checked.
+// signups through the public API, each endpoint used, isolation checked
+// (another tenant's token refused, and the isolation audit passed).
 func TestDemoExitMode(t *testing.T) {
 	bin := buildSilo(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
@@ -348,15 +349,24 @@ func TestDemoExitMode(t *testing.T) {
 	if !strings.Contains(text, "demo summary") {
 		t.Fatalf("no summary:\n%s", text)
 	}
-	rows := 0
+	var ids []string
 	for _, line := range strings.Split(text, "\n") {
 		if strings.Contains(line, " ACTIVE ") && strings.HasSuffix(strings.TrimSpace(line), " ok") &&
 			strings.Contains(line, "200 ok") && strings.Contains(line, "write 201, read 200") && strings.Contains(line, "token: 403") {
-			rows++
+			ids = append(ids, strings.Fields(line)[0])
 		}
 	}
-	if rows != 3 {
-		t.Errorf("%d healthy, isolated tenants in the summary, want 3:\n%s", rows, text)
+	if len(ids) != 3 {
+		t.Errorf("%d healthy, isolated tenants in the summary, want 3:\n%s", len(ids), text)
+	}
+	// The isolation audit ran over them and every check passed.
+	if !regexp.MustCompile(`(?m)^isolation audit \(silo audit isolation, .*\):\nTENANT +VERDICT +CHECKS PASSED$`).MatchString(text) {
+		t.Errorf("the summary lacks the isolation audit's table:\n%s", text)
+	}
+	for _, id := range ids {
+		if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(id) + ` +pass +7/7$`).MatchString(text) {
+			t.Errorf("tenant %s did not pass all 7 isolation checks in the summary:\n%s", id, text)
+		}
 	}
 	if !regexp.MustCompile(`(?m)^console: http://127\.0\.0\.1:\d+ `).MatchString(text) {
 		t.Errorf("the demo does not end with the console's URL:\n%s", text)
