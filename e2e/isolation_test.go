@@ -24,6 +24,7 @@ import (
 	"github.com/silo-saas/silo/internal/awsx"
 	"github.com/silo-saas/silo/internal/guardrails"
 	"github.com/silo-saas/silo/internal/local"
+	"github.com/silo-saas/silo/internal/probe"
 	"github.com/silo-saas/silo/registry"
 )
 
@@ -60,10 +61,17 @@ func checkIsolationAudit(ctx context.Context, t *testing.T, bin string, info loc
 		t.Fatalf("audit of a healthy fleet: passed %d, failed %d, errored %d, %d reports; want 2 passed\n%s",
 			fleet.Passed, fleet.Failed, fleet.Errored, len(fleet.Reports), reportsText(fleet.Reports))
 	}
+	accounts := map[string]string{first.ID: first.AccountID, second.ID: second.AccountID}
 	for _, r := range fleet.Reports {
 		if r.Status != audit.StatusPass || !slices.Equal(checkNames(r), allChecks) || slices.ContainsFunc(r.Checks, notPassed) {
 			t.Errorf("healthy tenant %s: %s\n%s", r.TenantID, r.Status, reportsText([]audit.Report{r}))
 		}
+		// Two tenants probe each other.
+		partner := first.ID
+		if r.TenantID == first.ID {
+			partner = second.ID
+		}
+		checkProbed(t, r, accounts[r.TenantID], accounts[partner], info.RegistryTable)
 	}
 	t.Logf("isolation audit of a healthy fleet of 2: %s", fleet.FinishedAt.Sub(fleet.StartedAt))
 	healthy := fleet.Reports[slices.IndexFunc(fleet.Reports, func(r audit.Report) bool { return r.TenantID == second.ID })]
@@ -149,6 +157,16 @@ func checkIsolationAudit(ctx context.Context, t *testing.T, bin string, info loc
 	runCLI(ctx, t, bin, &firstEvents, append([]string{"tenants", "events", first.ID, "--json"}, auth...)...)
 	if slices.ContainsFunc(firstEvents.Events, func(e registry.Event) bool { return e.Type == audit.EventViolation }) {
 		t.Errorf("the intact tenant %s has a violation event: %+v", first.ID, firstEvents.Events)
+	}
+
+	// IAM enforcement, on in the emulator while the probes ran, refused
+	// none of the tenant apps' own calls: no health change blames a denial.
+	for _, evs := range [][]registry.Event{events.Events, firstEvents.Events} {
+		for _, e := range evs {
+			if e.Type == probe.EventHealthChanged && strings.Contains(strings.ToLower(e.Detail["detail"]), "denied") {
+				t.Errorf("tenant %s's health changed on a refusal during an audit: %+v", e.TenantID, e)
+			}
+		}
 	}
 
 	// The console's Isolation page: the failing tenant first, with the
@@ -237,6 +255,50 @@ func checkBroken(t *testing.T, r audit.Report, bucket string) {
 		}) {
 			t.Errorf("broken tenant %s: no evidence of statement PartnerRead: %+v", r.TenantID, c.Evidence)
 		}
+	}
+}
+
+// checkProbed finds in r's cross-tenant probes the positive controls on
+// the tenant's own account allowed, and every attempt on the partner's
+// account and the registry table refused with an access-denied code.
+func checkProbed(t *testing.T, r audit.Report, own, partner, registryTable string) {
+	t.Helper()
+	i := slices.IndexFunc(r.Checks, func(c audit.Check) bool { return c.Name == audit.CheckCrossTenant })
+	if i < 0 {
+		t.Errorf("%s: no %s check", r.TenantID, audit.CheckCrossTenant)
+		return
+	}
+	calls := map[string]bool{}
+	var allowed, onPartner, onRegistry int
+	for _, e := range r.Checks[i].Evidence {
+		switch e.Expected {
+		case "allowed":
+			if !e.OK || !strings.Contains(e.Target, own) {
+				t.Errorf("%s: positive control %s on %s: %s", r.TenantID, e.Call, e.Target, e.Outcome)
+			}
+			allowed++
+		case "denied":
+			if !e.OK || (e.Outcome != "AccessDenied" && e.Outcome != "AccessDeniedException") {
+				t.Errorf("%s: %s on %s: %s, want an access-denied code", r.TenantID, e.Call, e.Target, e.Outcome)
+			}
+			calls[e.Call] = true
+			switch {
+			case strings.Contains(e.Target, partner): // bucket names hold the account too
+				onPartner++
+			case strings.HasSuffix(e.Target, ":table/"+registryTable):
+				onRegistry++
+			}
+		}
+	}
+	for _, want := range []string{"dynamodb:GetItem", "dynamodb:PutItem", "s3:GetObject", "s3:PutObject", "secretsmanager:GetSecretValue",
+		"secretsmanager:PutSecretValue", "kms:DescribeKey", "kms:Encrypt", "organizations:ListAccounts"} {
+		if !calls[want] {
+			t.Errorf("%s: no denied %s attempt", r.TenantID, want)
+		}
+	}
+	if allowed < 2 || onPartner < 8 || onRegistry < 2 {
+		t.Errorf("%s: %d positive controls, %d attempts on the partner's account, %d on the registry; want at least 2, 8 and 2",
+			r.TenantID, allowed, onPartner, onRegistry)
 	}
 }
 
