@@ -48,8 +48,8 @@ through the API, and prints a summary; it exits 1 when any of it finds a
 problem (make demo).
 
 With --ready-file F it writes a JSON object with the API, console and issuer URLs,
-the admin token, the emulator endpoint, region and management credentials to
-F once all is ready (and removes it on exit). With --exit it stops right
+the admin token and a read-only viewer token, the emulator endpoint, region
+and management credentials to F once all is ready (and removes it on exit). With --exit it stops right
 after the summary.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
