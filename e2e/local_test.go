@@ -51,7 +51,7 @@ func buildSilo(t *testing.T) string {
 func TestLocalPlatformLifecycle(t *testing.T) {
 	bin := buildSilo(t)
 	ready := filepath.Join(t.TempDir(), "ready.json")
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
 
 	cmd := exec.Command(bin, "local", "--ready-file", ready, "--probe-every", "500ms", "--pool-size", "1")
@@ -134,6 +134,7 @@ func TestLocalPlatformLifecycle(t *testing.T) {
 	if len(list.Tenants) != 1 || list.Tenants[0].ID != signed.ID {
 		t.Errorf("tenants ls = %+v", list)
 	}
+	checkIsolationAudit(ctx, t, bin, info, cfg, tn)
 	var suspended api.TenantView
 	runCLI(ctx, t, bin, &suspended, "tenants", "suspend", signed.ID, "--reason", "e2e check", "--api", info.API, "--token", info.AdminToken, "--json")
 	if suspended.State != registry.StateSuspended {
@@ -334,7 +335,8 @@ func exitCode(err error) int {
 }
 
 // TestDemoExitMode runs make demo's command in exit mode, end to end: three
-// signups through the public API, each endpoint used, isolation checked.
+// signups through the public API, each endpoint used, isolation checked
+// (another tenant's token refused, and the isolation audit passed).
 func TestDemoExitMode(t *testing.T) {
 	bin := buildSilo(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
@@ -347,15 +349,24 @@ func TestDemoExitMode(t *testing.T) {
 	if !strings.Contains(text, "demo summary") {
 		t.Fatalf("no summary:\n%s", text)
 	}
-	rows := 0
+	var ids []string
 	for _, line := range strings.Split(text, "\n") {
 		if strings.Contains(line, " ACTIVE ") && strings.HasSuffix(strings.TrimSpace(line), " ok") &&
 			strings.Contains(line, "200 ok") && strings.Contains(line, "write 201, read 200") && strings.Contains(line, "token: 403") {
-			rows++
+			ids = append(ids, strings.Fields(line)[0])
 		}
 	}
-	if rows != 3 {
-		t.Errorf("%d healthy, isolated tenants in the summary, want 3:\n%s", rows, text)
+	if len(ids) != 3 {
+		t.Errorf("%d healthy, isolated tenants in the summary, want 3:\n%s", len(ids), text)
+	}
+	// The isolation audit ran over them and every check passed.
+	if !regexp.MustCompile(`(?m)^isolation audit \(silo audit isolation, .*\):\nTENANT +VERDICT +CHECKS PASSED$`).MatchString(text) {
+		t.Errorf("the summary lacks the isolation audit's table:\n%s", text)
+	}
+	for _, id := range ids {
+		if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(id) + ` +pass +7/7$`).MatchString(text) {
+			t.Errorf("tenant %s did not pass all 7 isolation checks in the summary:\n%s", id, text)
+		}
 	}
 	if !regexp.MustCompile(`(?m)^console: http://127\.0\.0\.1:\d+ `).MatchString(text) {
 		t.Errorf("the demo does not end with the console's URL:\n%s", text)
@@ -365,6 +376,28 @@ func TestDemoExitMode(t *testing.T) {
 // checkConsole logs in to the console of a running silo local with the
 // admin token and finds the tenant, up, on the overview and its own page.
 func checkConsole(ctx context.Context, t *testing.T, info local.Info, tn *registry.Tenant) {
+	t.Helper()
+	get := loginConsole(ctx, t, info, info.AdminToken)
+	// The console's snapshot refreshes every few seconds: wait for the
+	// tenant to be counted up.
+	var code int
+	var body string
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	eventually(wctx, t, 500*time.Millisecond, func() bool {
+		code, body = get("/")
+		return code == http.StatusOK && regexp.MustCompile(`data-health="up">1<`).MatchString(body)
+	}, func() string { return fmt.Sprintf("console overview never showed the tenant up: %d\n%s", code, body) })
+	code, body = get("/tenants/" + tn.ID)
+	if code != http.StatusOK || !strings.Contains(body, tn.AccountID) || !strings.Contains(body, "Tenants/Production") {
+		t.Errorf("console tenant page: %d, want its account and OU\n%s", code, body)
+	}
+}
+
+// loginConsole finds the console of a running silo local showing its login
+// page, logs in with token, and returns a GET of a console path as that
+// operator: its status code and body.
+func loginConsole(ctx context.Context, t *testing.T, info local.Info, token string) func(path string) (int, string) {
 	t.Helper()
 	if info.Console == "" {
 		t.Fatal("ready file lacks the console URL")
@@ -388,25 +421,15 @@ func checkConsole(ctx context.Context, t *testing.T, info local.Info, tn *regist
 	if code, body := get("/"); code != http.StatusOK || !strings.Contains(body, `name="token"`) {
 		t.Fatalf("console before login: %d\n%s", code, body)
 	}
-	resp, err := hc.PostForm(info.Console+"/login", url.Values{"token": {info.AdminToken}, "next": {"/"}})
+	resp, err := hc.PostForm(info.Console+"/login", url.Values{"token": {token}, "next": {"/"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	// The console's snapshot refreshes every few seconds: wait for the
-	// tenant to be counted up.
-	var code int
-	var body string
-	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	eventually(wctx, t, 500*time.Millisecond, func() bool {
-		code, body = get("/")
-		return code == http.StatusOK && regexp.MustCompile(`data-health="up">1<`).MatchString(body)
-	}, func() string { return fmt.Sprintf("console overview never showed the tenant up: %d\n%s", code, body) })
-	code, body = get("/tenants/" + tn.ID)
-	if code != http.StatusOK || !strings.Contains(body, tn.AccountID) || !strings.Contains(body, "Tenants/Production") {
-		t.Errorf("console tenant page: %d, want its account and OU\n%s", code, body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("console login: %d", resp.StatusCode)
 	}
+	return get
 }
 
 // eventually checks cond every interval until it holds, failing the test

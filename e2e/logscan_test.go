@@ -179,7 +179,7 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 	}
 
 	out := logs.String()
-	known := []string{info.AdminToken, forged, signed.StatusToken, info.SecretAccessKey}
+	known := []string{info.AdminToken, info.ViewerToken, forged, signed.StatusToken, info.SecretAccessKey}
 	for _, f := range logscan.Scan(out, known) {
 		t.Errorf("secret in the logs of silo local: %s", f)
 	}

@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/silo-saas/silo/internal/api"
+	"github.com/silo-saas/silo/internal/audit"
 	"github.com/silo-saas/silo/internal/local"
 	"github.com/silo-saas/silo/registry"
 )
@@ -29,6 +31,8 @@ type demoResult struct {
 	Health   string // status code and body status of GET /health
 	Items    string // outcome of an /items write and read
 	Isolated string // outcome of another tenant's token on this endpoint
+	// Audit is the tenant's isolation report (ACTIVE tenants only).
+	Audit    *audit.Report
 	Problems []string
 }
 
@@ -111,6 +115,9 @@ func runDemo(ctx context.Context, p *local.Platform, progress io.Writer) ([]*dem
 			r.Problems = append(r.Problems, fmt.Sprintf("another tenant's token got %d, want 403", code))
 		}
 	}
+	if err := demoAudit(ctx, p, results, progress); err != nil {
+		return nil, err
+	}
 	// The emulator tracks no spend, but it serves Cost Explorer results it
 	// is given: give it made-up month-to-date costs for the demo accounts so
 	// the console's cost column has something to show.
@@ -124,6 +131,63 @@ func runDemo(ctx context.Context, p *local.Platform, progress io.Writer) ([]*dem
 		fmt.Fprintf(progress, "could not give the emulator demo costs: %v\n", err)
 	}
 	return results, nil
+}
+
+// demoAudit runs the isolation audit over the ACTIVE tenants through the
+// API with the admin token, as `silo audit isolation --tenant ...` does,
+// and gives each tenant its report.
+func demoAudit(ctx context.Context, p *local.Platform, results []*demoResult, progress io.Writer) error {
+	var ids []string
+	for _, r := range results {
+		if r.Tenant.State == registry.StateActive {
+			ids = append(ids, r.Tenant.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	fmt.Fprintln(progress, "auditing their isolation through POST /v1/audit/isolation…")
+	c, err := api.NewClient(p.Info.API, p.Info.AdminToken)
+	if err != nil {
+		return err
+	}
+	fl, err := c.AuditIsolation(ctx, ids)
+	if err != nil {
+		return fmt.Errorf("isolation audit: %w", err)
+	}
+	applyAudit(results, fl)
+	return nil
+}
+
+// applyAudit gives each ACTIVE tenant its report from fl: a tenant without
+// one, or whose report did not pass, is a problem of the demo.
+func applyAudit(results []*demoResult, fl *audit.Fleet) {
+	for _, r := range results {
+		if r.Tenant.State != registry.StateActive {
+			continue
+		}
+		i := slices.IndexFunc(fl.Reports, func(rep audit.Report) bool { return rep.TenantID == r.Tenant.ID })
+		if i < 0 {
+			r.Problems = append(r.Problems, "no isolation report")
+			continue
+		}
+		rep := fl.Reports[i]
+		r.Audit = &rep
+		if rep.Status != audit.StatusPass {
+			r.Problems = append(r.Problems, fmt.Sprintf("isolation audit: %s (%s)", rep.Status, strings.Join(unpassed(rep), ", ")))
+		}
+	}
+}
+
+// unpassed names the checks of rep that did not pass.
+func unpassed(rep audit.Report) []string {
+	var out []string
+	for _, c := range rep.Checks {
+		if c.Status != audit.StatusPass {
+			out = append(out, c.Name)
+		}
+	}
+	return out
 }
 
 func demoHealth(ctx context.Context, hc *http.Client, endpoint string, problems *[]string) string {
@@ -207,4 +271,49 @@ func printDemo(w io.Writer, results []*demoResult, elapsed time.Duration) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.State, t.AccountID, t.Region, t.Endpoint, r.Health, r.Items, r.Isolated, result)
 	}
 	tw.Flush()
+	printDemoAudit(w, results)
+}
+
+// printDemoAudit writes the isolation audit's verdict per tenant: the
+// checks passed out of those made, and which did not pass.
+func printDemoAudit(w io.Writer, results []*demoResult) {
+	var audited []*audit.Report
+	for _, r := range results {
+		if r.Audit != nil {
+			audited = append(audited, r.Audit)
+		}
+	}
+	if len(audited) == 0 {
+		return
+	}
+	began, ended := audited[0].StartedAt, audited[0].FinishedAt
+	for _, rep := range audited {
+		began, ended = minTime(began, rep.StartedAt), maxTime(ended, rep.FinishedAt)
+	}
+	fmt.Fprintf(w, "\nisolation audit (silo audit isolation, %s):\n", ended.Sub(began).Round(100*time.Millisecond))
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "TENANT\tVERDICT\tCHECKS PASSED")
+	for _, rep := range audited {
+		passed := len(rep.Checks) - len(unpassed(*rep))
+		cell := fmt.Sprintf("%d/%d", passed, len(rep.Checks))
+		if bad := unpassed(*rep); len(bad) > 0 {
+			cell += " (not passed: " + clean(strings.Join(bad, ", ")) + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", clean(rep.TenantID), verdict(rep.Status), cell)
+	}
+	tw.Flush()
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }

@@ -43,11 +43,13 @@ API and the apps accept.
 With --demo it then signs three tenants up through the public API, shows
 their progress, calls each tenant's endpoint (/health, and an /items write
 and read with that tenant's user token), checks that one tenant's token is
-refused by another tenant's endpoint, and prints a summary (make demo).
+refused by another tenant's endpoint, runs the isolation audit over them
+through the API, and prints a summary; it exits 1 when any of it finds a
+problem (make demo).
 
 With --ready-file F it writes a JSON object with the API, console and issuer URLs,
-the admin token, the emulator endpoint, region and management credentials to
-F once all is ready (and removes it on exit). With --exit it stops right
+the admin token and a read-only viewer token, the emulator endpoint, region
+and management credentials to F once all is ready (and removes it on exit). With --exit it stops right
 after the summary.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

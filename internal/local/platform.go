@@ -97,6 +97,10 @@ type Info struct {
 	// for it (valid 24 hours).
 	API        string `json:"api"`
 	AdminToken string `json:"admin_token"`
+	// ViewerToken is a read-only operator token for the API and the
+	// console (valid 24 hours): for dashboards, scripts and tests that
+	// must not change anything.
+	ViewerToken string `json:"viewer_token"`
 	// Console is the operations console's URL; it takes the same operator
 	// tokens as the API (paste AdminToken at its login).
 	Console string `json:"console"`
@@ -320,6 +324,11 @@ func (p *Platform) startAPI(o Options) error {
 		return err
 	}
 	p.Info.AdminToken, err = p.Issuer.Mint("", "local-admin", 24*time.Hour, map[string]any{"aud": api.Audience, api.RoleClaim: string(api.RoleAdmin)})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	p.Info.ViewerToken, err = p.Issuer.Mint("", "local-viewer", 24*time.Hour, map[string]any{"aud": api.Audience, api.RoleClaim: string(api.RoleViewer)})
 	if err != nil {
 		ln.Close()
 		return err
