@@ -201,7 +201,7 @@ func checkIsolationAudit(ctx context.Context, t *testing.T, bin string, info loc
 	text := string(out)
 	if code := exitCode(err); code != 1 || !regexp.MustCompile(`(?m)^`+first.ID+`\s+\d{12}\s+FAIL\s+pass\s+FAIL\s+`).MatchString(text) ||
 		!strings.Contains(text, first.ID+" guardrails: FAIL: "+guardrailDetached+": not attached") ||
-		!strings.Contains(text, "audited 1 tenants") || strings.Contains(text, second.ID) {
+		!strings.Contains(text, "audited 1 tenant ") || strings.Contains(text, second.ID) {
 		t.Errorf("audit of %s without guardrail %s: exit %d, want 1 and the guardrail failing\n%s", first.ID, guardrailDetached, code, text)
 	}
 	if _, err := orgc.AttachPolicy(ctx, &organizations.AttachPolicyInput{PolicyId: aws.String(scp), TargetId: aws.String(ou)}); err != nil {

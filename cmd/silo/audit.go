@@ -207,8 +207,12 @@ func printFleet(w io.Writer, fl *audit.Fleet) error {
 	for _, r := range fl.Reports {
 		printFailures(w, r)
 	}
-	_, err := fmt.Fprintf(w, "\naudited %d tenants in %s: %d passed, %d failed, %d errored\n",
-		len(fl.Reports), fl.FinishedAt.Sub(fl.StartedAt).Round(time.Second), passed, failed, errored)
+	noun := "tenants"
+	if len(fl.Reports) == 1 {
+		noun = "tenant"
+	}
+	_, err := fmt.Fprintf(w, "\naudited %d %s in %s: %d passed, %d failed, %d errored\n",
+		len(fl.Reports), noun, fl.FinishedAt.Sub(fl.StartedAt).Round(time.Second), passed, failed, errored)
 	return err
 }
 

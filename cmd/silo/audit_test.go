@@ -95,7 +95,7 @@ func TestAuditIsolation(t *testing.T) {
 			want: []string{
 				"TENANT  ACCOUNT       STATUS  OU    GUARDRAILS  RESOURCE-POLICIES  CROSS-TENANT-PROBES",
 				"acme-1  111111111111  pass    pass  pass        pass               pass",
-				"audited 1 tenants in 1m0s: 1 passed, 0 failed, 0 errored",
+				"audited 1 tenant in 1m0s: 1 passed, 0 failed, 0 errored",
 			},
 			notWant: []string{"acme-1 ou"},
 		},
