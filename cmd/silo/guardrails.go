@@ -93,7 +93,7 @@ Exit codes: 0 applied, 1 failed, 2 bad command line.`,
 			org := organizations.NewFromConfig(cfg)
 			ous, err := guardrails.ResolveOUs(ctx, org, targetOUs(policies))
 			if errors.Is(err, guardrails.ErrNoSuchOU) {
-				return fmt.Errorf("%w (silo does not create OUs in AWS: create %s first)", err, strings.Join(targetOUs(policies), ", "))
+				return fmt.Errorf("%w (silo does not create OUs in AWS; the guardrails need %s)", err, strings.Join(targetOUs(policies), ", "))
 			}
 			if err != nil {
 				return err
