@@ -102,6 +102,15 @@ func TestGuardrailsApply(t *testing.T) {
 		t.Errorf("SCPs on the root: %q, want ENABLED", root)
 	}
 	ids := checkGuardrails(ctx, t, orgc, org, want)
+	printed := map[string]string{}
+	for _, r := range first.Policies {
+		printed[r.Name] = r.ID
+	}
+	for _, p := range want {
+		if printed[p.Name] != ids[p.Name] {
+			t.Errorf("first apply printed id %q for %s, the organization has %q", printed[p.Name], p.Name, ids[p.Name])
+		}
+	}
 
 	// Again, with the regions in another order: the same policies.
 	out, stderr, code = run("--allowed-regions", "eu-west-1,us-east-1")
