@@ -14,6 +14,7 @@ func commands() []*cobra.Command {
 		newReleaseCmd(),
 		newRolloutCmd(),
 		newAuditCmd(),
+		newGuardrailsCmd(),
 		newSimCmd(),
 	}
 }

@@ -1,6 +1,7 @@
 // Command silo is silo's one CLI: the local platform, tenants, previews,
-// fleet, rollouts, the isolation audit and synth. It only parses flags and
-// wires packages together; the work happens in the packages it calls.
+// fleet, rollouts, the isolation audit, the guardrails and synth. It only
+// parses flags and wires packages together; the work happens in the
+// packages it calls.
 package main
 
 import (

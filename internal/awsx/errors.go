@@ -76,6 +76,7 @@ var codes = map[string]Class{
 	"DuplicateOrganizationalUnitException": AlreadyExists,
 	"DuplicatePolicyException":             AlreadyExists,
 	"DuplicatePolicyAttachmentException":   AlreadyExists,
+	"PolicyTypeAlreadyEnabledException":    AlreadyExists,
 	"DuplicateAccountException":            AlreadyExists,
 	"AlreadyInOrganizationException":       AlreadyExists,
 	"ResourceConflictException":            AlreadyExists,

@@ -224,3 +224,62 @@ func TestApplyUpdatesChangedContent(t *testing.T) {
 		t.Errorf("%d SCPs, want %d (ours plus FullAWSAccess)", n, len(after)+1)
 	}
 }
+
+// TestReconcileReportsChanges checks what Reconcile says it did: created
+// and attached on the first run, nothing on a repeat, only the region
+// guardrail updated when the regions change.
+func TestReconcileReportsChanges(t *testing.T) {
+	ctx := t.Context()
+	o := emu.ResetT(t)
+	cfg, err := o.Config(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := New(organizations.NewFromConfig(cfg), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	before, _ := Policies(Options{AllowedRegions: []string{"us-east-1"}})
+	after, _ := Policies(Options{AllowedRegions: []string{"us-east-1", "eu-central-1"}})
+
+	want := func(ps []Policy, ids map[string]string, change func(Policy) Change, attached func(Policy) []string) []Result {
+		var out []Result
+		for _, p := range ps {
+			out = append(out, Result{Name: p.Name, ID: ids[p.Name], Change: change(p), Targets: p.Targets, Attached: attached(p)})
+		}
+		return out
+	}
+	none := func(Policy) []string { return []string{} }
+	first, err := a.Reconcile(ctx, before, o.OUs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]string{}
+	for _, r := range first {
+		ids[r.Name] = r.ID
+	}
+	steps := []struct {
+		name     string
+		ps       []Policy
+		got      []Result
+		change   func(Policy) Change
+		attached func(Policy) []string
+	}{
+		{"first run", before, first, func(Policy) Change { return Created }, func(p Policy) []string { return p.Targets }},
+		{"repeat", before, nil, func(Policy) Change { return Unchanged }, none},
+		{"new region", after, nil, func(p Policy) Change {
+			if p.Name == "silo-allowed-regions" {
+				return Updated
+			}
+			return Unchanged
+		}, none},
+	}
+	for _, s := range steps {
+		got := s.got
+		if got == nil {
+			if got, err = a.Reconcile(ctx, s.ps, o.OUs); err != nil {
+				t.Fatalf("%s: %v", s.name, err)
+			}
+		}
+		if diff := cmp.Diff(want(s.ps, ids, s.change, s.attached), got); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", s.name, diff)
+		}
+	}
+}
