@@ -86,7 +86,7 @@ Exit codes: 0 applied, 1 failed, 2 bad command line.`,
 			}
 			// The SCPs name the member role by ARN, so the partition is part
 			// of the content the audit compares with what is attached.
-			policies, err := guardrails.Policies(guardrails.Options{AllowedRegions: allowed, Partition: arnPartition(aws.ToString(me.Arn))})
+			policies, err := guardrails.Policies(guardrails.Options{AllowedRegions: allowed, Partition: awsx.ARNPartition(aws.ToString(me.Arn))})
 			if err != nil {
 				return usageError{fmt.Errorf("--allowed-regions: %w", err)}
 			}
@@ -149,15 +149,6 @@ func targetOUs(policies []guardrails.Policy) []string {
 		}
 	}
 	return out
-}
-
-// arnPartition is the partition of an ARN ("aws" for "arn:aws:iam::…"),
-// "aws" when it is not one.
-func arnPartition(arn string) string {
-	if parts := strings.SplitN(arn, ":", 3); len(parts) == 3 && parts[0] == "arn" && parts[1] != "" {
-		return parts[1]
-	}
-	return "aws"
 }
 
 func printGuardrails(w io.Writer, run guardrailsRun) error {

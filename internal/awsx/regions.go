@@ -1,6 +1,9 @@
 package awsx
 
-import "slices"
+import (
+	"slices"
+	"strings"
+)
 
 // regions lists the commercial AWS region codes silo accepts for tenants.
 // Kept as data so a new region is a one-line change.
@@ -18,3 +21,13 @@ func KnownRegion(code string) bool { return slices.Contains(regions, code) }
 
 // Regions returns the known region codes, sorted.
 func Regions() []string { return slices.Clone(regions) }
+
+// ARNPartition is the partition of an ARN ("aws" for "arn:aws:iam::…",
+// "aws-cn", "aws-us-gov"), or "aws" when arn is not one: the caller's
+// identity (sts:GetCallerIdentity) names the partition silo runs in.
+func ARNPartition(arn string) string {
+	if parts := strings.SplitN(arn, ":", 3); len(parts) == 3 && parts[0] == "arn" && parts[1] != "" {
+		return parts[1]
+	}
+	return "aws"
+}

@@ -188,7 +188,7 @@ func newAuditor(ctx context.Context, cfg config, log *slog.Logger) (runner, erro
 	if err != nil {
 		return nil, fmt.Errorf("read the caller identity: %w", err)
 	}
-	account, partition := aws.ToString(me.Account), arnPartition(aws.ToString(me.Arn))
+	account, partition := aws.ToString(me.Account), awsx.ARNPartition(aws.ToString(me.Arn))
 	// The SCPs name the member role by ARN, so the partition is part of
 	// the content the audit compares with what is attached.
 	scps, err := guardrails.Policies(guardrails.Options{AllowedRegions: cfg.AllowedRegions, Partition: partition})
@@ -233,15 +233,6 @@ func ouPaths(scps []guardrails.Policy) []string {
 		}
 	}
 	return paths
-}
-
-// arnPartition is the partition of an ARN ("aws" for "arn:aws:iam::…"),
-// "aws" when it is not one.
-func arnPartition(arn string) string {
-	if parts := strings.SplitN(arn, ":", 3); len(parts) == 3 && parts[0] == "arn" && parts[1] != "" {
-		return parts[1]
-	}
-	return "aws"
 }
 
 // lazyAuditor builds the auditor on the first audit an execution
