@@ -114,6 +114,12 @@ func NewJWTVerifier(cfg JWTConfig) (*JWTVerifier, error) {
 	if cfg.Audience == "" {
 		cfg.Audience = Audience
 	}
+	return &JWTVerifier{key: cfg.Key, parser: cfg.parser()}, nil
+}
+
+// parser is the one parser configuration of operator and user tokens:
+// RS256 only, the issuer and audience required, expiry required.
+func (cfg JWTConfig) parser() *jwt.Parser {
 	opts := []jwt.ParserOption{
 		jwt.WithValidMethods([]string{jwt.SigningMethodRS256.Alg()}),
 		jwt.WithIssuer(cfg.Issuer),
@@ -125,7 +131,7 @@ func NewJWTVerifier(cfg JWTConfig) (*JWTVerifier, error) {
 	if cfg.Now != nil {
 		opts = append(opts, jwt.WithTimeFunc(cfg.Now))
 	}
-	return &JWTVerifier{key: cfg.Key, parser: jwt.NewParser(opts...)}, nil
+	return jwt.NewParser(opts...)
 }
 
 // Verify checks the token's signature, issuer, audience and times, and

@@ -183,18 +183,7 @@ func NewJWTUserVerifier(cfg JWTConfig) (*JWTUserVerifier, error) {
 	if cfg.Audience == Audience {
 		return nil, fmt.Errorf("api: user tokens may not have the operator audience %q", Audience)
 	}
-	opts := []jwt.ParserOption{
-		jwt.WithValidMethods([]string{jwt.SigningMethodRS256.Alg()}),
-		jwt.WithIssuer(cfg.Issuer),
-		jwt.WithAudience(cfg.Audience),
-		jwt.WithExpirationRequired(),
-		jwt.WithIssuedAt(),
-		jwt.WithLeeway(cfg.Leeway),
-	}
-	if cfg.Now != nil {
-		opts = append(opts, jwt.WithTimeFunc(cfg.Now))
-	}
-	return &JWTUserVerifier{key: cfg.Key, parser: jwt.NewParser(opts...)}, nil
+	return &JWTUserVerifier{key: cfg.Key, parser: cfg.parser()}, nil
 }
 
 // userTenantClaim names the tenant in a user token (tenantapp.TenantClaim,
