@@ -584,6 +584,10 @@ func (e *Engine) step(ctx context.Context, r *registry.Rollout) (bool, error) {
 			if err := e.d.Registry.SetCurrentRelease(ctx, r.Release, "rollout "+r.ID); err != nil {
 				return false, err
 			}
+			// Those vended while it ran are moved to it too.
+			if err := e.retarget(ctx, r); err != nil {
+				return false, err
+			}
 		}
 		_, err := e.update(ctx, r, func(n *registry.Rollout) {
 			if n.Current == len(n.Waves)-1 {
@@ -602,6 +606,78 @@ func (e *Engine) step(ctx context.Context, r *registry.Rollout) (bool, error) {
 		return false, err
 	}
 	return true, fmt.Errorf("rollout %s: wave %s in unknown phase %q", r.ID, w.Name, w.Phase)
+}
+
+// retarget makes r's release the target of every customer tenant r did
+// not plan (vended while it ran, or FAILED then and retried since) and
+// the reconciler kicks those that are ACTIVE on another release: they
+// were deployed with the release r replaced, and would stay on it. The
+// release's own tenants, pinned ones and those on their way out are left
+// alone. Run again after a crash, it finds nothing left to do for the
+// tenants it already moved.
+func (e *Engine) retarget(ctx context.Context, r *registry.Rollout) error {
+	recs, err := e.d.Registry.RolloutTenants(ctx, r.ID)
+	if err != nil {
+		return err
+	}
+	planned := make(map[string]bool, len(recs))
+	for _, rec := range recs {
+		planned[rec.TenantID] = true
+	}
+	behind := func(t *registry.Tenant) bool {
+		return (t.Kind == "" || t.Kind == registry.KindTenant) && !planned[t.ID] && t.Attributes[AttrPinned] == "" &&
+			t.TargetVersion != r.Release && (t.State != registry.StateActive || t.AppVersion != r.Release)
+	}
+	for _, st := range registry.States() {
+		if st == registry.StateDecommissioning || st == registry.StateClosed {
+			continue
+		}
+		cursor := ""
+		for {
+			page, err := e.d.Registry.List(ctx, st, registry.ListOptions{Limit: registry.MaxPageSize, Cursor: cursor})
+			if err != nil {
+				return fmt.Errorf("list %s tenants: %w", st, err)
+			}
+			for _, t := range page.Tenants {
+				if !behind(t) {
+					continue
+				}
+				if err := e.retargetOne(ctx, r, t.ID, behind); err != nil {
+					return err
+				}
+			}
+			if cursor = page.Next; cursor == "" {
+				break
+			}
+		}
+	}
+	return nil
+}
+
+func (e *Engine) retargetOne(ctx context.Context, r *registry.Rollout, id string, behind func(*registry.Tenant) bool) error {
+	for {
+		t, err := e.d.Registry.Get(ctx, id)
+		if err != nil {
+			return err
+		}
+		if !behind(t) || t.State == registry.StateDecommissioning || t.State == registry.StateClosed {
+			return nil
+		}
+		next, err := e.d.Registry.Update(ctx, t, registry.Change{Actor: e.cfg.Actor, Type: "release_targeted",
+			Reason: fmt.Sprintf("rollout %s completed: %s is the fleet's release", r.ID, r.Release),
+			Detail: map[string]string{"rollout": r.ID, "release": r.Release},
+			Mutate: func(n *registry.Tenant) { n.TargetVersion = r.Release }})
+		if errors.Is(err, registry.ErrConflict) {
+			continue // the reconciler moved it meanwhile
+		}
+		if err != nil {
+			return fmt.Errorf("retarget tenant %s: %w", id, err)
+		}
+		if next.State == registry.StateActive && e.d.Kick != nil {
+			e.d.Kick(id)
+		}
+		return nil
+	}
 }
 
 // planningGrace is how long Start may take to write a rollout's tenants;
