@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/organizations"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"golang.org/x/time/rate"
 
 	"github.com/silo-saas/silo/internal/api"
 	"github.com/silo-saas/silo/internal/apphost"
@@ -57,6 +58,11 @@ type Options struct {
 	// stopped (tests run their own engines to crash and resume them).
 	Rollouts       rollout.Config
 	ManualRollouts bool
+	// SignupRate and SignupBurst are the API's per-client signup limit
+	// (the API's defaults when zero; rate.Inf for none): a soak signs
+	// hundreds of tenants up from one address.
+	SignupRate  rate.Limit
+	SignupBurst int
 }
 
 // Info is what a person or a script needs to reach a running platform. It
@@ -105,6 +111,10 @@ type Platform struct {
 	log        *slog.Logger
 	cancel     context.CancelFunc
 	done       chan struct{}
+	runCtx     context.Context
+	loops      sync.WaitGroup // the background loops, restarted ones included
+	runner     restartable    // the reconciler's runner
+	engine     restartable    // the rollout engine (unless ManualRollouts)
 	issuerSrv  *http.Server
 	apiSrv     *http.Server
 	consoleSrv *http.Server
@@ -182,19 +192,20 @@ func Start(ctx context.Context, o Options, log *slog.Logger) (*Platform, error) 
 		Recorder: probe.NewRecorder(p.Registry, p.Control.Bus, probe.RecorderOptions{}, log),
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	p.cancel, p.done = cancel, make(chan struct{})
-	var loops sync.WaitGroup
-	loops.Go(func() { _ = p.Runner.Run(runCtx, 5*time.Second) })
-	loops.Go(func() { _ = p.Previews.Run(runCtx, time.Second) })
+	p.runCtx, p.cancel, p.done = runCtx, cancel, make(chan struct{})
+	p.runner.run = func(ctx context.Context) { _ = p.Runner.Run(ctx, 5*time.Second) }
+	p.runner.start(runCtx, &p.loops)
+	p.loops.Go(func() { _ = p.Previews.Run(runCtx, time.Second) })
 	if !o.ManualRollouts {
-		loops.Go(func() { p.Rollouts.Run(runCtx) })
+		p.engine.run = p.Rollouts.Run
+		p.engine.start(runCtx, &p.loops)
 	}
-	loops.Go(func() {
+	p.loops.Go(func() {
 		defer prober.Close()
 		p.Sweeper.Run(runCtx, or(o.ProbeEvery, 10*time.Second))
 	})
 	go func() {
-		loops.Wait()
+		p.loops.Wait()
 		close(p.done)
 	}()
 	p.Info = Info{
@@ -203,7 +214,7 @@ func Start(ctx context.Context, o Options, log *slog.Logger) (*Platform, error) 
 		ManagementAccountID: org.ManagementAccountID, OrganizationID: org.OrganizationID,
 		OUs: org.OUs, RegistryTable: p.Registry.Table(), Issuer: p.Issuer.URL(),
 	}
-	if err := p.startAPI(o.APIAddr); err != nil {
+	if err := p.startAPI(o.APIAddr, o.SignupRate, o.SignupBurst); err != nil {
 		p.Close()
 		return nil, err
 	}
@@ -254,7 +265,7 @@ func releaseCode(ctx context.Context, stackSets *stacksets.Manager, artifacts *s
 // startAPI serves the silo API (the same handler as the API Lambda) on a
 // loopback port, trusting operator tokens from the local issuer, and mints
 // an admin token for the person running it.
-func (p *Platform) startAPI(addr string) error {
+func (p *Platform) startAPI(addr string, signupRate rate.Limit, signupBurst int) error {
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
@@ -277,7 +288,7 @@ func (p *Platform) startAPI(addr string) error {
 		Registry: p.Registry, Kick: p.Runner.Kick, Retry: p.Control.Reconciler.Retry,
 		Previews: p.Previews, Rollouts: p.Rollouts, Releases: p.Control.Releases(),
 		Verifier: verifier, Log: p.log,
-	}, api.Options{StatusSecret: secret, BaseURL: base})
+	}, api.Options{StatusSecret: secret, BaseURL: base, SignupRate: signupRate, SignupBurst: signupBurst})
 	if err != nil {
 		ln.Close()
 		return err
@@ -360,6 +371,78 @@ func (p *Platform) startIssuer() error {
 
 // Proxy is the fault-injecting proxy in front of the platform's emulator.
 func (p *Platform) Proxy() *emulator.Proxy { return p.emu.Proxy }
+
+// Emulator is the platform's emulator (moto's own endpoint is there, for
+// looking at AWS without going through the proxy's faults and counters).
+func (p *Platform) Emulator() *emulator.Emulator { return p.emu }
+
+// ErrClosed is returned by a restart of a platform being closed.
+var ErrClosed = errors.New("local platform closed")
+
+// RestartReconciler stops the reconciler's runner as a crash would, in
+// the middle of whatever it does (every tenant it drives has its context
+// cancelled, AWS calls in flight included), waits until it has stopped,
+// and starts it again. The new run resumes from the registry alone:
+// kicks not yet taken stay queued, as in a queue that outlives a Lambda.
+func (p *Platform) RestartReconciler() error { return p.runner.restart(p.runCtx, &p.loops) }
+
+// RestartRollouts stops the rollout engine mid-step, as a crash would,
+// and starts it again; it resumes the live rollout from the registry. It
+// does nothing when the platform runs no engine (ManualRollouts).
+func (p *Platform) RestartRollouts() error {
+	if p.engine.run == nil {
+		return nil
+	}
+	return p.engine.restart(p.runCtx, &p.loops)
+}
+
+// restartable is a background loop that can be stopped and started again.
+type restartable struct {
+	run func(ctx context.Context)
+
+	mu     sync.Mutex
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// start runs the loop under a child of parent, counted in loops.
+func (r *restartable) start(parent context.Context, loops *sync.WaitGroup) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	loops.Add(1)
+	r.startLocked(parent, loops)
+}
+
+func (r *restartable) startLocked(parent context.Context, loops *sync.WaitGroup) {
+	ctx, cancel := context.WithCancel(parent)
+	done := make(chan struct{})
+	r.cancel, r.done = cancel, done
+	go func() {
+		defer loops.Done()
+		defer close(done)
+		r.run(ctx)
+	}()
+}
+
+// restart cancels the running loop, waits for it to return, and starts it
+// again. The new loop is counted in loops before the old one leaves, so
+// that a Wait on loops never sees zero in between.
+func (r *restartable) restart(parent context.Context, loops *sync.WaitGroup) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if parent.Err() != nil {
+		return ErrClosed
+	}
+	loops.Add(1)
+	r.cancel()
+	<-r.done
+	if parent.Err() != nil {
+		loops.Done()
+		return ErrClosed
+	}
+	r.startLocked(parent, loops)
+	return nil
+}
 
 // Done is closed if the emulator dies under the platform.
 func (p *Platform) Done() <-chan struct{} { return p.emu.Done() }
