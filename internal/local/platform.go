@@ -63,6 +63,9 @@ type Options struct {
 	// hundreds of tenants up from one address.
 	SignupRate  rate.Limit
 	SignupBurst int
+	// Emulator, when set, is used (reset and seeded anew) instead of
+	// starting one, and left running by Close: a test package's emulator.
+	Emulator *emulator.Emulator
 }
 
 // Info is what a person or a script needs to reach a running platform. It
@@ -108,6 +111,7 @@ type Platform struct {
 	Rollouts *rollout.Engine
 
 	emu        *emulator.Emulator
+	borrowed   bool // emu is the caller's: Close leaves it running
 	log        *slog.Logger
 	cancel     context.CancelFunc
 	done       chan struct{}
@@ -129,13 +133,20 @@ type Platform struct {
 // runs the reconciler. Close stops it.
 func Start(ctx context.Context, o Options, log *slog.Logger) (*Platform, error) {
 	began := time.Now()
-	emu, err := emulator.Start(ctx, o.EmulatorLog)
-	if err != nil {
-		return nil, err
+	emu, borrowed := o.Emulator, o.Emulator != nil
+	if !borrowed {
+		var err error
+		if emu, err = emulator.Start(ctx, o.EmulatorLog); err != nil {
+			return nil, err
+		}
 	}
-	p := &Platform{emu: emu, log: log, Counter: awsx.NewCounter()}
+	p := &Platform{emu: emu, borrowed: borrowed, log: log, Counter: awsx.NewCounter()}
 	log.InfoContext(ctx, "emulator started", "endpoint", emu.Endpoint)
-	org, err := emu.Seed(ctx)
+	seed := emu.Seed
+	if borrowed {
+		seed = emu.Reset
+	}
+	org, err := seed(ctx)
 	if err != nil {
 		p.Close()
 		return nil, err
@@ -467,6 +478,10 @@ func (p *Platform) Close() {
 	if p.issuerSrv != nil {
 		_ = p.issuerSrv.Close()
 		p.serving.Wait()
+	}
+	if p.borrowed {
+		p.emu.Proxy.Reset() // no faults or pending work left for its next user
+		return
 	}
 	p.emu.Stop()
 }
