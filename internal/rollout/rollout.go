@@ -1105,26 +1105,34 @@ func asMoves(recs []*registry.RolloutTenant) []move {
 }
 
 // verdicts reads the tenants of recs that run the release and sorts them
-// into fresh (a verdict from after their update) and waiting.
-func (e *Engine) verdicts(ctx context.Context, recs []*registry.RolloutTenant) (map[string]*registry.Tenant, int, error) {
+// into fresh (a verdict from after their update), gone (no longer serving:
+// decommissioned, suspended or deleted since their update, so never to be
+// probed again; by state) and waiting.
+func (e *Engine) verdicts(ctx context.Context, recs []*registry.RolloutTenant) (map[string]*registry.Tenant, map[string]string, int, error) {
 	ids := make([]string, len(recs))
 	for i, rec := range recs {
 		ids[i] = rec.TenantID
 	}
 	all, err := e.d.Registry.GetMany(ctx, ids)
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, 0, err
 	}
-	got := map[string]*registry.Tenant{}
+	got, gone := map[string]*registry.Tenant{}, map[string]string{}
 	waiting := 0
 	for _, id := range ids {
-		if t := all[id]; t != nil && t.FreshHealth() {
+		t := all[id]
+		switch {
+		case t == nil:
+			gone[id] = "not found"
+		case t.FreshHealth():
 			got[id] = t
-		} else {
+		case t.State != registry.StateActive && t.State != registry.StateUpdating:
+			gone[id] = string(t.State)
+		default:
 			waiting++
 		}
 	}
-	return got, waiting, nil
+	return got, gone, waiting, nil
 }
 
 // gate decides the current wave on fresh verdicts.
@@ -1146,9 +1154,10 @@ func (e *Engine) gate(ctx context.Context, r *registry.Rollout) error {
 	}
 	deadline := w.DeployedAt.Add(r.Bake + r.GateTimeout)
 	var fresh map[string]*registry.Tenant
+	var gone map[string]string
 	for {
 		var waiting int
-		if fresh, waiting, err = e.verdicts(ctx, updated); err != nil {
+		if fresh, gone, waiting, err = e.verdicts(ctx, updated); err != nil {
 			return err
 		}
 		if waiting == 0 || !e.now().Before(deadline) {
@@ -1162,6 +1171,10 @@ func (e *Engine) gate(ctx context.Context, r *registry.Rollout) error {
 	for _, rec := range updated {
 		t := fresh[rec.TenantID]
 		switch {
+		case t == nil && gone[rec.TenantID] != "":
+			// It left the fleet after its update (an operator
+			// decommissioned it): nothing to judge, not a failure.
+			rec.Status, rec.Reason = registry.RTSkipped, "left the fleet after its update: tenant is "+gone[rec.TenantID]
 		case t == nil:
 			g.NoProbe++
 			rec.Status, rec.Reason = registry.RTUnhealthy, fmt.Sprintf("no probe after its update within %s", r.GateTimeout)
@@ -1184,7 +1197,7 @@ func (e *Engine) gate(ctx context.Context, r *registry.Rollout) error {
 	}
 	g.Pass = g.Failures() <= r.MaxFailures
 	g.At = e.now()
-	g.Why = gateWhy(w.Name, g, len(updated), classes)
+	g.Why = gateWhy(w.Name, g, len(updated)-len(gone), classes)
 	if err := e.save(ctx, updated); err != nil {
 		return err
 	}
@@ -1347,7 +1360,8 @@ func (e *Engine) rollback(ctx context.Context, r *registry.Rollout) error {
 	var fresh map[string]*registry.Tenant
 	for {
 		var waiting int
-		if fresh, waiting, err = e.verdicts(ctx, back); err != nil {
+		// Tenants decommissioned meanwhile are never probed: not waited for.
+		if fresh, _, waiting, err = e.verdicts(ctx, back); err != nil {
 			return err
 		}
 		if waiting == 0 || !e.now().Before(deadline) {

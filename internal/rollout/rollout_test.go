@@ -442,6 +442,45 @@ func TestRollouts(t *testing.T) {
 			t.Errorf("the pinned tenant was moved: on %s, target %s", p.AppVersion, p.TargetVersion)
 		}
 	})
+	t.Run("a tenant decommissioned after its update leaves the gate, without failing it", func(t *testing.T) {
+		// A wave whose one tenant was updated, then decommissioned before
+		// any probe: it will never be probed again. Before, the gate waited
+		// its whole timeout for a verdict and then failed the rollout.
+		cur, err := f.p.Registry.CurrentRelease(t.Context())
+		if err != nil || cur == "" {
+			t.Fatalf("current release %q: %v", cur, err)
+		}
+		gone := f.ids[7]
+		tn := f.tenant(t, gone)
+		// Its update just ended (the wave asks for a verdict from now on),
+		// and the operator decommissions it at once.
+		if _, err := f.p.Registry.Transition(t.Context(), tn, registry.StateDecommissioning, registry.Change{Actor: "operator:test", Reason: "the customer left",
+			Mutate: func(n *registry.Tenant) {
+				n.Attributes[registry.AttrProbeAfter] = time.Now().UTC().Format(time.RFC3339Nano)
+			}}); err != nil {
+			t.Fatal(err)
+		}
+		f.p.Runner.Kick(gone)
+		past := time.Now().Add(-time.Minute)
+		id := "ro-test-decommissioned"
+		r := &registry.Rollout{ID: id, Release: cur, Plan: "100%", GateTimeout: time.Hour, CreatedBy: "test",
+			Waves: []registry.Wave{{Name: "wave-1", Tenants: 1, Phase: registry.WaveGating, StartedAt: &past, DeployedAt: &past, MaxConcurrency: 1}}}
+		if _, err := f.p.Registry.CreateRollout(t.Context(), r, []registry.RolloutTenant{
+			{RolloutID: id, TenantID: gone, Tier: tn.Tier, From: tn.AppVersion, Status: registry.RTUpdated, UpdatedAt: &past},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		ctx, stop := context.WithCancel(t.Context())
+		e, wait := f.engine(ctx)
+		defer func() { stop(); wait() }()
+		r, recs := f.waitFinal(t, e, id, time.Minute)
+		if r.State != registry.RolloutCompleted || len(recs) != 1 || recs[0].Status != registry.RTSkipped {
+			t.Fatalf("rollout %s (%s), records %+v; want completed, the tenant skipped", r.State, r.Reason, recs)
+		}
+		if g := r.Waves[0].Gate; g == nil || !g.Pass || g.Failures() != 0 {
+			t.Errorf("gate %+v, want passed with no failures", g)
+		}
+	})
 }
 
 // memberUpdates counts the updates of the tenant's stack in its own account
