@@ -516,7 +516,28 @@ func (s *soak) rolloutAt(ctx context.Context, at time.Duration) {
 			s.mu.Unlock()
 			return
 		}
-		// No ACTIVE tenant yet (422): try again shortly.
+		// Our own start may have gone through although its answer was lost
+		// (a timeout under load): the rollout under way is then ours.
+		var ae *api.Error
+		if errors.As(err, &ae) && ae.Status == http.StatusConflict {
+			var list []*registry.Rollout
+			if s.call(ctx, func(ctx context.Context) error {
+				var err error
+				list, err = s.cl.Rollouts(ctx, 5)
+				return err
+			}) == nil {
+				for _, r := range list {
+					if r.Release == rel.Version && !r.Planning() && r.State != registry.RolloutAborted {
+						s.mu.Lock()
+						s.rollout, s.roState = r.ID, r.State
+						s.mu.Unlock()
+						return
+					}
+				}
+			}
+		}
+		// No ACTIVE tenant yet (422), or a plan still being written: try
+		// again shortly.
 		s.log.Warn("soak: rollout not started", "error", err)
 		if sleepCtx(ctx, 2*time.Second) != nil {
 			return
