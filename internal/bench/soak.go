@@ -81,6 +81,7 @@ const (
 	soakStackSetDelay   = 300 * time.Millisecond
 	soakPoolSize        = 2
 	soakProbeEvery      = 3 * time.Second
+	soakProbePerTenant  = 100 * time.Millisecond
 	soakOperatorEvery   = 2 * time.Second
 	soakInstanceFailure = "Resource handler returned message: \"Internal Failure\" (injected by the soak)"
 )
@@ -242,7 +243,10 @@ func Soak(ctx context.Context, o SoakOptions, progress io.Writer) (*SoakResult, 
 	}
 	began := time.Now()
 	p, err := local.Start(ctx, local.Options{
-		ProbeEvery: soakProbeEvery, PoolSize: soakPoolSize, SignupRate: rate.Inf, Emulator: o.Emulator,
+		// A probe of a tenant app costs the emulator a few AWS calls (its
+		// table, bucket, secret, key): sweeps of a large fleet are spaced
+		// out so that probing does not starve the rest of the platform.
+		ProbeEvery: max(soakProbeEvery, time.Duration(o.Tenants)*soakProbePerTenant), PoolSize: soakPoolSize, SignupRate: rate.Inf, Emulator: o.Emulator,
 	}, log)
 	if err != nil {
 		return nil, err

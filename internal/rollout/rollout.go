@@ -609,12 +609,13 @@ func (e *Engine) step(ctx context.Context, r *registry.Rollout) (bool, error) {
 }
 
 // retarget makes r's release the target of every customer tenant r did
-// not plan (vended while it ran, or FAILED then and retried since) and
-// the reconciler kicks those that are ACTIVE on another release: they
-// were deployed with the release r replaced, and would stay on it. The
-// release's own tenants, pinned ones and those on their way out are left
-// alone. Run again after a crash, it finds nothing left to do for the
-// tenants it already moved.
+// not plan (vended while it ran, or FAILED then and retried since) whose
+// target is another release, and kicks those that are ACTIVE: they were
+// deployed with the release r replaced, and would stay on it. Tenants
+// with no target yet take the current release when their deploy ends
+// (the reconciler reads it then); the release's own tenants, pinned ones
+// and those on their way out are left alone. Run again after a crash, it
+// finds nothing left to do for the tenants it already moved.
 func (e *Engine) retarget(ctx context.Context, r *registry.Rollout) error {
 	recs, err := e.d.Registry.RolloutTenants(ctx, r.ID)
 	if err != nil {
@@ -626,7 +627,7 @@ func (e *Engine) retarget(ctx context.Context, r *registry.Rollout) error {
 	}
 	behind := func(t *registry.Tenant) bool {
 		return (t.Kind == "" || t.Kind == registry.KindTenant) && !planned[t.ID] && t.Attributes[AttrPinned] == "" &&
-			t.TargetVersion != r.Release && (t.State != registry.StateActive || t.AppVersion != r.Release)
+			t.TargetVersion != "" && t.TargetVersion != r.Release
 	}
 	for _, st := range registry.States() {
 		if st == registry.StateDecommissioning || st == registry.StateClosed {
