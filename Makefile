@@ -34,11 +34,12 @@ lint: ## gofmt and go vet
 demo: ## run the platform locally (DEMO_EXIT=1 ends after the summary)
 	$(GO) run ./cmd/silo local --demo $(if $(DEMO_EXIT),--exit)
 
-bench: ## run the benchmarks and print their tables (Go benchmarks, then silo bench vend, probe and rollout)
+bench: ## run the benchmarks and print their tables (Go benchmarks, then silo bench vend, probe, rollout and the 10-minute soak)
 	$(GO) test -run '^$$' -bench . -benchmem ./registry/ ./internal/probe/
 	$(GO) run ./cmd/silo bench vend --tenants 100 --creation 2s --in-progress 5
 	$(GO) run ./cmd/silo bench probe --endpoints 10000 --concurrency 500 --hang 1
 	$(GO) run ./cmd/silo bench rollout --tenants 200 --plan 1,10%,50%,100% --bake 1s
+	$(GO) run ./cmd/silo bench soak --tenants 200 --duration 10m --faults mixed
 
 synth: build ## synthesize both templates into cdk.out/ and refresh stacksets/tenantapp.template.json
 	$(GO) run ./cmd/silo synth --out cdk.out --code-dir $(LAMBDADIR) --commit stacksets/tenantapp.template.json

@@ -2,7 +2,10 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
+	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -15,7 +18,7 @@ func newBenchCmd() *cobra.Command {
 		Use:   "bench",
 		Short: "Run silo's platform benchmarks against the local emulator and print their tables",
 	}
-	cmd.AddCommand(newBenchVendCmd(), newBenchProbeCmd(), newBenchRolloutCmd())
+	cmd.AddCommand(newBenchVendCmd(), newBenchProbeCmd(), newBenchRolloutCmd(), newBenchSoakCmd())
 	return cmd
 }
 
@@ -132,5 +135,57 @@ deploy time and how long the gate waited for fresh probes.`,
 	cmd.Flags().IntVar(&o.MaxConcurrency, "max-concurrency", 25, "instances updating at once (StackSets allow 100)")
 	cmd.Flags().DurationVar(&o.ProbeEvery, "probe-every", time.Second, "the prober's sweep interval (a sweep that takes longer is followed at once by the next)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
+	return cmd
+}
+
+func newBenchSoakCmd() *cobra.Command {
+	var o bench.SoakOptions
+	var asJSON, verbose bool
+	cmd := &cobra.Command{
+		Use:   "soak",
+		Short: "Run the whole local platform under faults for a while and check nothing was lost",
+		Long: `soak starts the whole local platform (emulator behind its fault proxy,
+control plane, API, reconciler, rollout engine, prober, app host, previews)
+and drives it through its HTTP API for --duration, all at once: --tenants
+signups under idempotency keys (every tenth sent twice at once and once
+more later), a fifth of the tenants decommissioned once ACTIVE, PR
+previews up and down on the warm pool, a release published and rolled out
+at 40% of the run, and the reconciler and the rollout engine killed and
+restarted. --faults chooses what the proxy injects: throttling, slow and
+failing account creations ("doomed" tenants fail for good, "flaky" ones
+once and are retried), slow and failing StackSet operations ("shaky"
+tenants' first stack instance fails), AssumeRole refused on new accounts,
+and restarts; mixed is all of them.
+
+It then waits for everything to settle and checks: one tenant per signup
+key; every tenant in the state asked for (ACTIVE ones on the rolled-out
+release); no duplicate and no orphan accounts; no lost registry updates
+(audit event chains, rollout records); previews released and the pool
+back to its target; the rollout completed. It prints the faults injected
+and survived, the checks, and a summary, and exits 1 if any check fails.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if verbose {
+				o.Log = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+			}
+			res, err := bench.Soak(cmd.Context(), o, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			if err := printBench(cmd, asJSON, res); err != nil {
+				return err
+			}
+			if !res.Passed {
+				return errors.New("soak: a check failed")
+			}
+			return nil
+		},
+	}
+	cmd.Flags().IntVar(&o.Tenants, "tenants", 200, "tenants signed up over the run")
+	cmd.Flags().DurationVar(&o.Duration, "duration", 10*time.Minute, "the busy part of the run (it then waits for everything to settle)")
+	cmd.Flags().DurationVar(&o.Settle, "settle", 0, "how long to wait for everything to settle after --duration (default: --duration, at least 3m)")
+	cmd.Flags().StringVar(&o.Faults, "faults", "mixed", "faults injected: "+strings.Join(bench.SoakFaultSets, "|"))
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
+	cmd.Flags().BoolVar(&verbose, "verbose", false, "print the platform's warnings")
 	return cmd
 }

@@ -240,6 +240,10 @@ func (a *API) releasePublish(w http.ResponseWriter, r *http.Request) {
 
 // rolloutStart answers POST /v1/rollouts (operator): plan a rollout; the
 // engine carries it out. 201 with the planned rollout.
+// startTimeout bounds the planning of a rollout once its request arrived,
+// whether or not the client still waits for the answer.
+const startTimeout = time.Minute
+
 func (a *API) rolloutStart(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	p, _, ok := a.rolloutCall(w, r, RoleOperator)
@@ -266,7 +270,13 @@ func (a *API) rolloutStart(w http.ResponseWriter, r *http.Request) {
 		},
 		Actor: p.Actor(),
 	}
-	ro, err := a.d.Rollouts.Start(ctx, sr)
+	// Planning writes the rollout, then its tenants: cut short, it leaves a
+	// half-written plan that holds the one live rollout's place until the
+	// engine gives it up (minutes). A client that stops waiting (its own
+	// timeout, a dropped connection) must not cut it short.
+	planCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), startTimeout)
+	defer cancel()
+	ro, err := a.d.Rollouts.Start(planCtx, sr)
 	if err != nil {
 		writeError(ctx, w, rolloutError(err))
 		return

@@ -420,3 +420,52 @@ func TestRolloutClient(t *testing.T) {
 		t.Errorf("a refused start: %v", err)
 	}
 }
+
+// plannerRollouts is an engine whose Start takes its time, reporting
+// whether its context ended before it finished.
+type plannerRollouts struct {
+	recordingRollouts
+	started chan struct{}
+	result  chan error
+}
+
+func (p *plannerRollouts) Start(ctx context.Context, req rollout.StartRequest) (*registry.Rollout, error) {
+	close(p.started)
+	t := time.NewTimer(300 * time.Millisecond) // planning: writing the rollout's tenants
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		p.result <- ctx.Err()
+		return nil, ctx.Err()
+	case <-t.C:
+		p.result <- nil
+		return sampleRollout("ro-1", registry.RolloutRunning), nil
+	}
+}
+
+// TestRolloutStartOutlivesItsClient: a client that gives up on POST
+// /v1/rollouts (its timeout, a dropped connection) does not cut the
+// planning short. Before, the soak's client timed out under load and left
+// a half-written plan that blocked every rollout for minutes.
+func TestRolloutStartOutlivesItsClient(t *testing.T) {
+	f := newFixture(t, Options{})
+	eng := &plannerRollouts{started: make(chan struct{}), result: make(chan error, 1)}
+	f.api.d.Rollouts = eng
+	srv := httptest.NewServer(f.api)
+	defer srv.Close()
+	c, err := NewClient(srv.URL, f.token(t, "ci", RoleOperator))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, giveUp := context.WithCancel(t.Context())
+	go func() {
+		<-eng.started
+		giveUp()
+	}()
+	if _, err := c.StartRollout(ctx, RolloutStartRequest{Release: "rel-1", Plan: "100%"}); err == nil {
+		t.Fatal("the client gave up, yet got an answer")
+	}
+	if err := <-eng.result; err != nil {
+		t.Errorf("planning ended with %v when the client gave up; want it finished", err)
+	}
+}

@@ -89,12 +89,24 @@ type Stats struct {
 	// CreateLimitViolations counts CreateAccount calls refused because
 	// MaxCreateInProgress requests were already in progress.
 	CreateLimitViolations int64
+	// CreateRequests counts the create-account requests the proxy accepted
+	// and answered IN_PROGRESS (made asynchronous, delayed, maybe failed).
+	CreateRequests int64
+	// CreateFailures counts the create-account requests that ended FAILED,
+	// by FailureReason.
+	CreateFailures map[string]int64
 	// AssumeRoleDenied counts AssumeRole calls refused because the target
 	// account was too new.
 	AssumeRoleDenied int64
+	// StackSetOperations counts the StackSet operations the proxy tracked
+	// (delayed, maybe failed for some accounts).
+	StackSetOperations int64
 	// StackSetConflicts counts StackSet operations refused because another
 	// was running on the same stack set.
 	StackSetConflicts int64
+	// StackSetAccountFailures counts the accounts StackSetFailure failed in
+	// StackSet operations (an account once per operation).
+	StackSetAccountFailures int64
 }
 
 // Total returns the number of requests of every operation.
@@ -110,11 +122,12 @@ func (s Stats) clone() Stats {
 	s.Calls = maps.Clone(s.Calls)
 	s.Throttled = maps.Clone(s.Throttled)
 	s.Latency = maps.Clone(s.Latency)
+	s.CreateFailures = maps.Clone(s.CreateFailures)
 	return s
 }
 
 func newStats() Stats {
-	return Stats{Calls: map[string]int64{}, Throttled: map[string]int64{}, Latency: map[string]time.Duration{}}
+	return Stats{Calls: map[string]int64{}, Throttled: map[string]int64{}, Latency: map[string]time.Duration{}, CreateFailures: map[string]int64{}}
 }
 
 // lookup returns the value of the most specific key matching op.

@@ -236,6 +236,10 @@ func TestCreateAccountFailures(t *testing.T) {
 	if diff := cmp.Diff([]string{"fine", "master"}, accountNames(t, org)); diff != "" {
 		t.Errorf("accounts (-want +got):\n%s", diff)
 	}
+	st := emu.Proxy.Stats()
+	if diff := cmp.Diff(map[string]int64{"EMAIL_ALREADY_EXISTS": 1, "ACCOUNT_LIMIT_EXCEEDED": 1}, st.CreateFailures); diff != "" || st.CreateRequests != 3 {
+		t.Errorf("stats: %d requests; failures by reason (-want +got):\n%s", st.CreateRequests, diff)
+	}
 }
 
 func TestThrottlingUsesEachServicesError(t *testing.T) {
@@ -451,6 +455,11 @@ func TestStackSetOperationsRunThenSucceedOrFail(t *testing.T) {
 	}
 	if diff := cmp.Diff(map[string]string{other: "SUCCEEDED", bad: "FAILED " + reason}, results(op)); diff != "" {
 		t.Errorf("results (-want +got):\n%s", diff)
+	}
+
+	// Two operations ran (each after one refused), one account failed.
+	if st := emu.Proxy.Stats(); st.StackSetOperations != 2 || st.StackSetConflicts != 2 || st.StackSetAccountFailures != 1 {
+		t.Errorf("stats: %d operations, %d conflicts, %d account failures; want 2, 2, 1", st.StackSetOperations, st.StackSetConflicts, st.StackSetAccountFailures)
 	}
 
 	// The stacks exist where the instances succeeded, and only there.

@@ -142,6 +142,7 @@ func (p *Proxy) createAccountLater(w http.ResponseWriter, r *http.Request, c *ca
 	p.orgs.creates[cr.id] = cr
 	p.orgs.order = append(p.orgs.order, cr)
 	p.orgs.inProgress++
+	p.stats.CreateRequests++
 	p.stats.MaxCreateInProgress = max(p.stats.MaxCreateInProgress, p.orgs.inProgress)
 	status := cr.statusLocked()
 	ep := p.ep
@@ -206,6 +207,9 @@ func (p *Proxy) settle(cr *createRequest, state, account, reason, motoID string)
 		return // the proxy was reset meanwhile
 	}
 	p.orgs.inProgress--
+	if state == stateFailed {
+		p.stats.CreateFailures[reason]++
+	}
 	if motoID != "" {
 		p.orgs.replayed[motoID] = true
 	}

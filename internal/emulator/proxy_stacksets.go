@@ -198,6 +198,8 @@ func (p *Proxy) startStackSetOperation(w http.ResponseWriter, r *http.Request, c
 			p.mu.Lock()
 			p.stacks.ops[string(m[1])] = op
 			p.stacks.last[name] = op
+			p.stats.StackSetOperations++
+			p.stats.StackSetAccountFailures += int64(len(op.failed))
 			p.mu.Unlock()
 		}
 	}

@@ -65,6 +65,14 @@ type Options struct {
 	// domain).
 	DomainSignupRate  rate.Limit
 	DomainSignupBurst int
+	// SignupRate and SignupBurst are the API's per-client signup limit
+	// (the API's defaults when zero; rate.Inf for none): a soak signs
+	// hundreds of tenants up from one address.
+	SignupRate  rate.Limit
+	SignupBurst int
+	// Emulator, when set, is used (reset and seeded anew) instead of
+	// starting one, and left running by Close: a test package's emulator.
+	Emulator *emulator.Emulator
 }
 
 // Auditor is the isolation audit as the platform serves it;
@@ -129,9 +137,14 @@ type Platform struct {
 	Audits Auditor
 
 	emu        *emulator.Emulator
+	borrowed   bool // emu is the caller's: Close leaves it running
 	log        *slog.Logger
 	cancel     context.CancelFunc
 	done       chan struct{}
+	runCtx     context.Context
+	loops      sync.WaitGroup // the background loops, restarted ones included
+	runner     restartable    // the reconciler's runner
+	engine     restartable    // the rollout engine (unless ManualRollouts)
 	issuerSrv  *http.Server
 	apiSrv     *http.Server
 	consoleSrv *http.Server
@@ -146,13 +159,20 @@ type Platform struct {
 // runs the reconciler. Close stops it.
 func Start(ctx context.Context, o Options, log *slog.Logger) (*Platform, error) {
 	began := time.Now()
-	emu, err := emulator.Start(ctx, o.EmulatorLog)
-	if err != nil {
-		return nil, err
+	emu, borrowed := o.Emulator, o.Emulator != nil
+	if !borrowed {
+		var err error
+		if emu, err = emulator.Start(ctx, o.EmulatorLog); err != nil {
+			return nil, err
+		}
 	}
-	p := &Platform{emu: emu, log: log, Counter: awsx.NewCounter()}
+	p := &Platform{emu: emu, borrowed: borrowed, log: log, Counter: awsx.NewCounter()}
 	log.InfoContext(ctx, "emulator started", "endpoint", emu.Endpoint)
-	org, err := emu.Seed(ctx)
+	seed := emu.Seed
+	if borrowed {
+		seed = emu.Reset
+	}
+	org, err := seed(ctx)
 	if err != nil {
 		p.Close()
 		return nil, err
@@ -213,19 +233,20 @@ func Start(ctx context.Context, o Options, log *slog.Logger) (*Platform, error) 
 		Recorder: probe.NewRecorder(p.Registry, p.Control.Bus, probe.RecorderOptions{}, log),
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	p.cancel, p.done = cancel, make(chan struct{})
-	var loops sync.WaitGroup
-	loops.Go(func() { _ = p.Runner.Run(runCtx, 5*time.Second) })
-	loops.Go(func() { _ = p.Previews.Run(runCtx, time.Second) })
+	p.runCtx, p.cancel, p.done = runCtx, cancel, make(chan struct{})
+	p.runner.run = func(ctx context.Context) { _ = p.Runner.Run(ctx, 5*time.Second) }
+	p.runner.start(runCtx, &p.loops)
+	p.loops.Go(func() { _ = p.Previews.Run(runCtx, time.Second) })
 	if !o.ManualRollouts {
-		loops.Go(func() { p.Rollouts.Run(runCtx) })
+		p.engine.run = p.Rollouts.Run
+		p.engine.start(runCtx, &p.loops)
 	}
-	loops.Go(func() {
+	p.loops.Go(func() {
 		defer prober.Close()
 		p.Sweeper.Run(runCtx, or(o.ProbeEvery, 10*time.Second))
 	})
 	go func() {
-		loops.Wait()
+		p.loops.Wait()
 		close(p.done)
 	}()
 	p.Info = Info{
@@ -318,7 +339,8 @@ func (p *Platform) startAPI(o Options) error {
 		Previews: p.Previews, Rollouts: p.Rollouts, Releases: p.Control.Releases(),
 		Audits:   p.Audits,
 		Verifier: verifier, Users: users, Log: p.log,
-	}, api.Options{StatusSecret: secret, BaseURL: base, DomainSignupRate: o.DomainSignupRate, DomainSignupBurst: o.DomainSignupBurst})
+	}, api.Options{StatusSecret: secret, BaseURL: base, SignupRate: o.SignupRate, SignupBurst: o.SignupBurst,
+		DomainSignupRate: o.DomainSignupRate, DomainSignupBurst: o.DomainSignupBurst})
 	if err != nil {
 		ln.Close()
 		return err
@@ -408,6 +430,78 @@ func (p *Platform) startIssuer() error {
 // Proxy is the fault-injecting proxy in front of the platform's emulator.
 func (p *Platform) Proxy() *emulator.Proxy { return p.emu.Proxy }
 
+// Emulator is the platform's emulator (moto's own endpoint is there, for
+// looking at AWS without going through the proxy's faults and counters).
+func (p *Platform) Emulator() *emulator.Emulator { return p.emu }
+
+// ErrClosed is returned by a restart of a platform being closed.
+var ErrClosed = errors.New("local platform closed")
+
+// RestartReconciler stops the reconciler's runner as a crash would, in
+// the middle of whatever it does (every tenant it drives has its context
+// cancelled, AWS calls in flight included), waits until it has stopped,
+// and starts it again. The new run resumes from the registry alone:
+// kicks not yet taken stay queued, as in a queue that outlives a Lambda.
+func (p *Platform) RestartReconciler() error { return p.runner.restart(p.runCtx, &p.loops) }
+
+// RestartRollouts stops the rollout engine mid-step, as a crash would,
+// and starts it again; it resumes the live rollout from the registry. It
+// does nothing when the platform runs no engine (ManualRollouts).
+func (p *Platform) RestartRollouts() error {
+	if p.engine.run == nil {
+		return nil
+	}
+	return p.engine.restart(p.runCtx, &p.loops)
+}
+
+// restartable is a background loop that can be stopped and started again.
+type restartable struct {
+	run func(ctx context.Context)
+
+	mu     sync.Mutex
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// start runs the loop under a child of parent, counted in loops.
+func (r *restartable) start(parent context.Context, loops *sync.WaitGroup) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	loops.Add(1)
+	r.startLocked(parent, loops)
+}
+
+func (r *restartable) startLocked(parent context.Context, loops *sync.WaitGroup) {
+	ctx, cancel := context.WithCancel(parent)
+	done := make(chan struct{})
+	r.cancel, r.done = cancel, done
+	go func() {
+		defer loops.Done()
+		defer close(done)
+		r.run(ctx)
+	}()
+}
+
+// restart cancels the running loop, waits for it to return, and starts it
+// again. The new loop is counted in loops before the old one leaves, so
+// that a Wait on loops never sees zero in between.
+func (r *restartable) restart(parent context.Context, loops *sync.WaitGroup) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if parent.Err() != nil {
+		return ErrClosed
+	}
+	loops.Add(1)
+	r.cancel()
+	<-r.done
+	if parent.Err() != nil {
+		loops.Done()
+		return ErrClosed
+	}
+	r.startLocked(parent, loops)
+	return nil
+}
+
 // Done is closed if the emulator dies under the platform.
 func (p *Platform) Done() <-chan struct{} { return p.emu.Done() }
 
@@ -431,6 +525,10 @@ func (p *Platform) Close() {
 	if p.issuerSrv != nil {
 		_ = p.issuerSrv.Close()
 		p.serving.Wait()
+	}
+	if p.borrowed {
+		p.emu.Proxy.Reset() // no faults or pending work left for its next user
+		return
 	}
 	p.emu.Stop()
 }

@@ -71,6 +71,11 @@ type Target struct {
 	// first (longest-processing-time order), so a slow or hanging endpoint
 	// does not start last and hold the sweep past its bound.
 	Cost time.Duration `json:",omitempty"`
+	// Awaited marks a target whose verdict a rollout's gate is waiting for
+	// (registry.AttrProbeAfter set, no fresh verdict yet). A sweep starts
+	// those first: a fleet that outgrows the sweep's interval leaves its
+	// last targets unprobed, and a gate waiting on them would wait forever.
+	Awaited bool `json:",omitempty"`
 }
 
 // Condition is the outcome of one check of a probe, kept so that an
@@ -112,6 +117,9 @@ func Targets(tenants []*registry.Tenant) []Target {
 		tg := Target{TenantID: t.ID, URL: strings.TrimRight(t.Endpoint, "/") + "/health"}
 		if h := t.Health; h != nil && h.Status != registry.HealthUnknown {
 			tg.Known, tg.Suspect, tg.Cost = true, h.Status != registry.HealthUp, time.Duration(h.LatencyMS)*time.Millisecond
+		}
+		if _, ok := t.ProbeAfter(); ok && !t.FreshHealth() {
+			tg.Awaited = true
 		}
 		out = append(out, tg)
 	}
@@ -266,8 +274,9 @@ loop:
 	return results
 }
 
-// schedule returns the order in which to start targets: suspects first,
-// then targets never checked, then the rest, each group costliest first.
+// schedule returns the order in which to start targets: those a rollout
+// awaits a verdict on first, then suspects, then targets never checked,
+// then the rest, each group costliest first.
 // Starting the longest jobs first keeps a sweep's length near the bound
 // set by total work over concurrency; a hanging endpoint started last
 // would add a whole timeout to it.
@@ -278,12 +287,14 @@ func schedule(targets []Target) []int {
 	}
 	group := func(t Target) int {
 		switch {
-		case t.Suspect:
+		case t.Awaited:
 			return 0
-		case !t.Known:
+		case t.Suspect:
 			return 1
+		case !t.Known:
+			return 2
 		}
-		return 2
+		return 3
 	}
 	slices.SortStableFunc(order, func(a, b int) int {
 		ta, tb := targets[a], targets[b]

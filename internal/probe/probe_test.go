@@ -68,6 +68,15 @@ func TestTargets(t *testing.T) {
 			tenant("f", registry.StateFailed, "https://f.example"),
 		}, nil},
 		{"no endpoint skipped", []*registry.Tenant{tenant("g", registry.StateActive, ""), nil}, nil},
+		{"awaited by a rollout until a fresh verdict", []*registry.Tenant{
+			awaiting(withHealth(tenant("j", registry.StateActive, "https://j.example"), registry.HealthUp, 40), time.Minute),
+			awaiting(withHealth(tenant("k", registry.StateActive, "https://k.example"), registry.HealthUp, 40), -time.Minute),
+			awaiting(tenant("l", registry.StateActive, "https://l.example"), -time.Minute),
+		}, []probe.Target{
+			{TenantID: "j", URL: "https://j.example/health", Known: true, Cost: 40 * time.Millisecond, Awaited: true},
+			{TenantID: "k", URL: "https://k.example/health", Known: true, Cost: 40 * time.Millisecond},
+			{TenantID: "l", URL: "https://l.example/health", Awaited: true},
+		}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -79,7 +88,15 @@ func TestTargets(t *testing.T) {
 }
 
 func withHealth(t *registry.Tenant, s registry.HealthStatus, ms int64) *registry.Tenant {
-	t.Health = &registry.Health{Status: s, LatencyMS: ms}
+	t.Health = &registry.Health{Status: s, LatencyMS: ms, CheckedAt: time.Unix(1_800_000_000, 0)}
+	return t
+}
+
+// awaiting asks for a verdict taken at the tenant's last check moved by d:
+// d > 0 awaits a new one, d < 0 is answered by the last check.
+func awaiting(t *registry.Tenant, d time.Duration) *registry.Tenant {
+	at := time.Unix(1_800_000_000, 0).Add(d)
+	t.Attributes = map[string]string{registry.AttrProbeAfter: at.Format(time.RFC3339Nano)}
 	return t
 }
 
@@ -409,6 +426,48 @@ func TestSweepDeadline(t *testing.T) {
 			t.Errorf("healthy %s: class %q, want up", r.TenantID, r.Class)
 		case i >= healthy && (r.Up || r.Class != probe.ClassNotProbed || r.Confirmed):
 			t.Errorf("hanging %s: up=%v class=%q confirmed=%v, want not probed", r.TenantID, r.Up, r.Class, r.Confirmed)
+		}
+	}
+}
+
+// TestSweepStartsAwaitedFirst: a sweep that cannot finish before its
+// deadline still probes the targets a rollout's gate awaits, even when
+// they are the cheapest and come last; before, the costliest started
+// first, and with a fleet larger than a sweep the same awaited targets
+// were never probed and the gate waited forever.
+func TestSweepStartsAwaitedFirst(t *testing.T) {
+	const hanging, awaited = 30, 5
+	f, err := sim.Start(t.Context(), sim.Options{
+		Endpoints: hanging + awaited, Latency: fast,
+		Behaviour: func(i int) sim.Behaviour {
+			if i < hanging {
+				return sim.Behaviour{Mode: sim.Hang}
+			}
+			return sim.Behaviour{Mode: sim.Up}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	targets := f.Targets()
+	for i := range targets {
+		// Every target known and up at its last check; the hanging ones
+		// were costly, so without the awaited mark they start first and
+		// hold every slot until the deadline.
+		targets[i].Known, targets[i].Cost = true, time.Second
+		if i >= hanging {
+			targets[i].Cost, targets[i].Awaited = time.Millisecond, true
+		}
+	}
+	p := probe.New(probe.Options{Concurrency: 5, Timeout: time.Hour}, discard())
+	defer p.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+	defer cancel()
+	results := p.Sweep(ctx, targets)
+	for _, r := range results[hanging:] {
+		if !r.Up {
+			t.Errorf("awaited %s: class %q, want up (probed first)", r.TenantID, r.Class)
 		}
 	}
 }

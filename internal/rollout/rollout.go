@@ -584,6 +584,10 @@ func (e *Engine) step(ctx context.Context, r *registry.Rollout) (bool, error) {
 			if err := e.d.Registry.SetCurrentRelease(ctx, r.Release, "rollout "+r.ID); err != nil {
 				return false, err
 			}
+			// Those vended while it ran are moved to it too.
+			if err := e.retarget(ctx, r); err != nil {
+				return false, err
+			}
 		}
 		_, err := e.update(ctx, r, func(n *registry.Rollout) {
 			if n.Current == len(n.Waves)-1 {
@@ -602,6 +606,79 @@ func (e *Engine) step(ctx context.Context, r *registry.Rollout) (bool, error) {
 		return false, err
 	}
 	return true, fmt.Errorf("rollout %s: wave %s in unknown phase %q", r.ID, w.Name, w.Phase)
+}
+
+// retarget makes r's release the target of every customer tenant r did
+// not plan (vended while it ran, or FAILED then and retried since) whose
+// target is another release, and kicks those that are ACTIVE: they were
+// deployed with the release r replaced, and would stay on it. Tenants
+// with no target yet take the current release when their deploy ends
+// (the reconciler reads it then); the release's own tenants, pinned ones
+// and those on their way out are left alone. Run again after a crash, it
+// finds nothing left to do for the tenants it already moved.
+func (e *Engine) retarget(ctx context.Context, r *registry.Rollout) error {
+	recs, err := e.d.Registry.RolloutTenants(ctx, r.ID)
+	if err != nil {
+		return err
+	}
+	planned := make(map[string]bool, len(recs))
+	for _, rec := range recs {
+		planned[rec.TenantID] = true
+	}
+	behind := func(t *registry.Tenant) bool {
+		return (t.Kind == "" || t.Kind == registry.KindTenant) && !planned[t.ID] && t.Attributes[AttrPinned] == "" &&
+			t.TargetVersion != "" && t.TargetVersion != r.Release
+	}
+	for _, st := range registry.States() {
+		if st == registry.StateDecommissioning || st == registry.StateClosed {
+			continue
+		}
+		cursor := ""
+		for {
+			page, err := e.d.Registry.List(ctx, st, registry.ListOptions{Limit: registry.MaxPageSize, Cursor: cursor})
+			if err != nil {
+				return fmt.Errorf("list %s tenants: %w", st, err)
+			}
+			for _, t := range page.Tenants {
+				if !behind(t) {
+					continue
+				}
+				if err := e.retargetOne(ctx, r, t.ID, behind); err != nil {
+					return err
+				}
+			}
+			if cursor = page.Next; cursor == "" {
+				break
+			}
+		}
+	}
+	return nil
+}
+
+func (e *Engine) retargetOne(ctx context.Context, r *registry.Rollout, id string, behind func(*registry.Tenant) bool) error {
+	for {
+		t, err := e.d.Registry.Get(ctx, id)
+		if err != nil {
+			return err
+		}
+		if !behind(t) || t.State == registry.StateDecommissioning || t.State == registry.StateClosed {
+			return nil
+		}
+		next, err := e.d.Registry.Update(ctx, t, registry.Change{Actor: e.cfg.Actor, Type: "release_targeted",
+			Reason: fmt.Sprintf("rollout %s completed: %s is the fleet's release", r.ID, r.Release),
+			Detail: map[string]string{"rollout": r.ID, "release": r.Release},
+			Mutate: func(n *registry.Tenant) { n.TargetVersion = r.Release }})
+		if errors.Is(err, registry.ErrConflict) {
+			continue // the reconciler moved it meanwhile
+		}
+		if err != nil {
+			return fmt.Errorf("retarget tenant %s: %w", id, err)
+		}
+		if next.State == registry.StateActive && e.d.Kick != nil {
+			e.d.Kick(id)
+		}
+		return nil
+	}
 }
 
 // planningGrace is how long Start may take to write a rollout's tenants;
@@ -1029,26 +1106,34 @@ func asMoves(recs []*registry.RolloutTenant) []move {
 }
 
 // verdicts reads the tenants of recs that run the release and sorts them
-// into fresh (a verdict from after their update) and waiting.
-func (e *Engine) verdicts(ctx context.Context, recs []*registry.RolloutTenant) (map[string]*registry.Tenant, int, error) {
+// into fresh (a verdict from after their update), gone (no longer serving:
+// decommissioned, suspended or deleted since their update, so never to be
+// probed again; by state) and waiting.
+func (e *Engine) verdicts(ctx context.Context, recs []*registry.RolloutTenant) (map[string]*registry.Tenant, map[string]string, int, error) {
 	ids := make([]string, len(recs))
 	for i, rec := range recs {
 		ids[i] = rec.TenantID
 	}
 	all, err := e.d.Registry.GetMany(ctx, ids)
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, 0, err
 	}
-	got := map[string]*registry.Tenant{}
+	got, gone := map[string]*registry.Tenant{}, map[string]string{}
 	waiting := 0
 	for _, id := range ids {
-		if t := all[id]; t != nil && t.FreshHealth() {
+		t := all[id]
+		switch {
+		case t == nil:
+			gone[id] = "not found"
+		case t.FreshHealth():
 			got[id] = t
-		} else {
+		case t.State != registry.StateActive && t.State != registry.StateUpdating:
+			gone[id] = string(t.State)
+		default:
 			waiting++
 		}
 	}
-	return got, waiting, nil
+	return got, gone, waiting, nil
 }
 
 // gate decides the current wave on fresh verdicts.
@@ -1070,9 +1155,10 @@ func (e *Engine) gate(ctx context.Context, r *registry.Rollout) error {
 	}
 	deadline := w.DeployedAt.Add(r.Bake + r.GateTimeout)
 	var fresh map[string]*registry.Tenant
+	var gone map[string]string
 	for {
 		var waiting int
-		if fresh, waiting, err = e.verdicts(ctx, updated); err != nil {
+		if fresh, gone, waiting, err = e.verdicts(ctx, updated); err != nil {
 			return err
 		}
 		if waiting == 0 || !e.now().Before(deadline) {
@@ -1086,6 +1172,10 @@ func (e *Engine) gate(ctx context.Context, r *registry.Rollout) error {
 	for _, rec := range updated {
 		t := fresh[rec.TenantID]
 		switch {
+		case t == nil && gone[rec.TenantID] != "":
+			// It left the fleet after its update (an operator
+			// decommissioned it): nothing to judge, not a failure.
+			rec.Status, rec.Reason = registry.RTSkipped, "left the fleet after its update: tenant is "+gone[rec.TenantID]
 		case t == nil:
 			g.NoProbe++
 			rec.Status, rec.Reason = registry.RTUnhealthy, fmt.Sprintf("no probe after its update within %s", r.GateTimeout)
@@ -1108,7 +1198,7 @@ func (e *Engine) gate(ctx context.Context, r *registry.Rollout) error {
 	}
 	g.Pass = g.Failures() <= r.MaxFailures
 	g.At = e.now()
-	g.Why = gateWhy(w.Name, g, len(updated), classes)
+	g.Why = gateWhy(w.Name, g, len(updated)-len(gone), classes)
 	if err := e.save(ctx, updated); err != nil {
 		return err
 	}
@@ -1271,7 +1361,8 @@ func (e *Engine) rollback(ctx context.Context, r *registry.Rollout) error {
 	var fresh map[string]*registry.Tenant
 	for {
 		var waiting int
-		if fresh, waiting, err = e.verdicts(ctx, back); err != nil {
+		// Tenants decommissioned meanwhile are never probed: not waited for.
+		if fresh, _, waiting, err = e.verdicts(ctx, back); err != nil {
 			return err
 		}
 		if waiting == 0 || !e.now().Before(deadline) {

@@ -407,6 +407,80 @@ func TestRollouts(t *testing.T) {
 			t.Errorf("the late tenant runs %s, want %s", tn.AppVersion, good2)
 		}
 	})
+	t.Run("a tenant vended while a rollout ran is moved to its release when it completes", func(t *testing.T) {
+		good3 := f.publish(t, "good-3", false)
+		e := f.p.Control.NewRollouts(rollout.Config{Poll: 100 * time.Millisecond}, f.p.Runner.Kick, f.log)
+		// Planned (not yet run) before the tenant is ACTIVE: it is not in the plan.
+		r, err := e.Start(t.Context(), rollout.StartRequest{Release: good3, Plan: "100%", Bake: time.Second, GateTimeout: 30 * time.Second, Actor: "operator:test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		spec := registry.Spec{ID: "during", Name: "During", Email: "during@example.com", Tier: registry.TierStandard, Region: f.p.Info.Region}
+		if _, _, err := f.p.Registry.Create(t.Context(), spec, "", "test"); err != nil {
+			t.Fatal(err)
+		}
+		f.p.Runner.Kick(spec.ID)
+		f.eventually(t, 2*time.Minute, "the tenant ACTIVE", func() (bool, error) {
+			tn, err := f.p.Registry.Get(t.Context(), spec.ID)
+			return err == nil && tn.State == registry.StateActive, err
+		})
+		if tn := f.tenant(t, spec.ID); tn.AppVersion != good2 {
+			t.Fatalf("vended during the rollout on %s, want %s (the release before it)", tn.AppVersion, good2)
+		}
+		ctx, stop := context.WithCancel(t.Context())
+		var wg sync.WaitGroup
+		wg.Go(func() { e.Run(ctx) })
+		defer func() { stop(); wg.Wait() }()
+		if r, _ = f.waitFinal(t, e, r.ID, 4*time.Minute); r.State != registry.RolloutCompleted {
+			t.Fatalf("rollout %s: %s", r.State, r.Reason)
+		}
+		f.eventually(t, 2*time.Minute, "the tenant on the rolled-out release", func() (bool, error) {
+			tn, err := f.p.Registry.Get(t.Context(), spec.ID)
+			return err == nil && tn.State == registry.StateActive && tn.AppVersion == good3, err
+		})
+		if p := f.tenant(t, pinned); p.AppVersion == good3 || p.TargetVersion == good3 {
+			t.Errorf("the pinned tenant was moved: on %s, target %s", p.AppVersion, p.TargetVersion)
+		}
+	})
+	t.Run("a tenant decommissioned after its update leaves the gate, without failing it", func(t *testing.T) {
+		// A wave whose one tenant was updated, then decommissioned before
+		// any probe: it will never be probed again. Before, the gate waited
+		// its whole timeout for a verdict and then failed the rollout.
+		cur, err := f.p.Registry.CurrentRelease(t.Context())
+		if err != nil || cur == "" {
+			t.Fatalf("current release %q: %v", cur, err)
+		}
+		gone := f.ids[7]
+		tn := f.tenant(t, gone)
+		// Its update just ended (the wave asks for a verdict from now on),
+		// and the operator decommissions it at once.
+		if _, err := f.p.Registry.Transition(t.Context(), tn, registry.StateDecommissioning, registry.Change{Actor: "operator:test", Reason: "the customer left",
+			Mutate: func(n *registry.Tenant) {
+				n.Attributes[registry.AttrProbeAfter] = time.Now().UTC().Format(time.RFC3339Nano)
+			}}); err != nil {
+			t.Fatal(err)
+		}
+		f.p.Runner.Kick(gone)
+		past := time.Now().Add(-time.Minute)
+		id := "ro-test-decommissioned"
+		r := &registry.Rollout{ID: id, Release: cur, Plan: "100%", GateTimeout: time.Hour, CreatedBy: "test",
+			Waves: []registry.Wave{{Name: "wave-1", Tenants: 1, Phase: registry.WaveGating, StartedAt: &past, DeployedAt: &past, MaxConcurrency: 1}}}
+		if _, err := f.p.Registry.CreateRollout(t.Context(), r, []registry.RolloutTenant{
+			{RolloutID: id, TenantID: gone, Tier: tn.Tier, From: tn.AppVersion, Status: registry.RTUpdated, UpdatedAt: &past},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		ctx, stop := context.WithCancel(t.Context())
+		e, wait := f.engine(ctx)
+		defer func() { stop(); wait() }()
+		r, recs := f.waitFinal(t, e, id, time.Minute)
+		if r.State != registry.RolloutCompleted || len(recs) != 1 || recs[0].Status != registry.RTSkipped {
+			t.Fatalf("rollout %s (%s), records %+v; want completed, the tenant skipped", r.State, r.Reason, recs)
+		}
+		if g := r.Waves[0].Gate; g == nil || !g.Pass || g.Failures() != 0 {
+			t.Errorf("gate %+v, want passed with no failures", g)
+		}
+	})
 }
 
 // memberUpdates counts the updates of the tenant's stack in its own account

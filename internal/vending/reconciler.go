@@ -626,13 +626,20 @@ func (r *Reconciler) deploy(ctx context.Context, t *registry.Tenant) (*registry.
 	if err != nil {
 		return nil, err
 	}
+	// A tenant without a target of its own runs the fleet's release, read
+	// again now: a rollout that completed while this deploy ran made
+	// another one current, and the tenant then updates to it (Drive).
+	target, err := r.targetRelease(ctx, t)
+	if err != nil {
+		return nil, err
+	}
 	next, err := r.transition(ctx, t, registry.StateActive, "", func(n *registry.Tenant) {
 		n.Endpoint, n.AppVersion, n.Operation = endpoint, rel.Version, ""
 		if dnsName != "" {
 			setAttr(n, AttrDNSName, dnsName)
 		}
 		if n.TargetVersion == "" {
-			n.TargetVersion = rel.Version
+			n.TargetVersion = target
 		}
 		delete(n.Attributes, attrDeployRelease)
 	})

@@ -2,6 +2,7 @@ package vending
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -14,9 +15,14 @@ var working = []registry.State{
 	registry.StateDeploying, registry.StateUpdating, registry.StateDecommissioning,
 }
 
+// swept are the states a sweep lists: the working ones, and ACTIVE for
+// tenants behind their target release.
+var swept = append(slices.Clone(working), registry.StateActive)
+
 // Runner drives tenants continuously: every tenant named by Kick at once,
-// and every tenant in a working state at each sweep (which is how work
-// left by a crashed reconciler is picked up). In AWS the same happens in a
+// and at each sweep every tenant in a working state and every ACTIVE
+// tenant whose target release is not the one it runs (which is how work
+// left by a crashed reconciler, or a kick that was lost, is picked up). In AWS the same happens in a
 // Lambda fed by a queue and a one-minute schedule.
 type Runner struct {
 	r       *Reconciler
@@ -80,7 +86,7 @@ func (u *Runner) Run(ctx context.Context, every time.Duration) error {
 		}()
 	}
 	sweep := func() {
-		for _, st := range working {
+		for _, st := range swept {
 			cursor := ""
 			for {
 				page, err := u.r.d.Registry.List(ctx, st, registry.ListOptions{Cursor: cursor, Limit: registry.MaxPageSize})
@@ -91,6 +97,9 @@ func (u *Runner) Run(ctx context.Context, every time.Duration) error {
 					return
 				}
 				for _, t := range page.Tenants {
+					if st == registry.StateActive && (t.TargetVersion == "" || t.TargetVersion == t.AppVersion) {
+						continue // settled
+					}
 					start(t.ID)
 				}
 				if page.Next == "" {
