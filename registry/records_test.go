@@ -1,7 +1,6 @@
 package registry
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"testing"
@@ -13,7 +12,7 @@ import (
 // and reads the latest of each back, per tenant and for the whole fleet in
 // one query; another kind's reports stay apart.
 func TestFleetReports(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	f := newFixture(t)
 	type body struct {
 		Status string `json:"status"`

@@ -1,7 +1,6 @@
 package guardrails
 
 import (
-	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -15,7 +14,7 @@ import (
 // TestResolveOUs walks the seeded organization (Tenants/Production,
 // Tenants/Preview, Suspended, Pool) by name.
 func TestResolveOUs(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	o := emu.ResetT(t)
 	cfg, err := o.Config(ctx, nil)
 	if err != nil {
