@@ -41,7 +41,7 @@ func (s *Store) GetMany(ctx context.Context, ids []string) (map[string]*Tenant, 
 				if attempt > 8 {
 					return nil, fmt.Errorf("get tenants: %d keys still unprocessed", len(req[s.table].Keys))
 				}
-				if err := wait(ctx, time.Duration(25<<attempt)*time.Millisecond); err != nil {
+				if err := awsx.Sleep(ctx, time.Duration(25<<attempt)*time.Millisecond); err != nil {
 					return nil, err
 				}
 			}

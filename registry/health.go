@@ -11,6 +11,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/silo-saas/silo/internal/awsx"
 )
 
 // HealthStatus is a tenant endpoint's health as the prober sees it.
@@ -222,7 +224,7 @@ func (s *Store) batchWrite(ctx context.Context, reqs []types.WriteRequest) error
 				if attempt > 8 {
 					return fmt.Errorf("%d writes still unprocessed after %d attempts", len(batch), attempt)
 				}
-				if err := wait(ctx, time.Duration(25<<attempt)*time.Millisecond); err != nil {
+				if err := awsx.Sleep(ctx, time.Duration(25<<attempt)*time.Millisecond); err != nil {
 					return err
 				}
 			}

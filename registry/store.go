@@ -273,7 +273,7 @@ func (s *Store) create(ctx context.Context, spec Spec, key, actor string, mutate
 		if attempt == 4 {
 			return nil, false, fmt.Errorf("create tenant %s: concurrent writers kept conflicting: %w", spec.ID, ErrConflict)
 		}
-		if err := wait(ctx, time.Duration(attempt+1)*20*time.Millisecond); err != nil {
+		if err := awsx.Sleep(ctx, time.Duration(attempt+1)*20*time.Millisecond); err != nil {
 			return nil, false, err
 		}
 	}
@@ -575,15 +575,4 @@ func (s *Store) Events(ctx context.Context, id string) ([]Event, error) {
 		}
 	}
 	return events, nil
-}
-
-func wait(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

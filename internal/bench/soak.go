@@ -415,27 +415,16 @@ func (s *soak) call(ctx context.Context, f func(context.Context) error) error {
 			return err
 		}
 		s.apiRetries.Add(1)
-		if err := sleepCtx(ctx, time.Duration(min(attempt+1, 5))*200*time.Millisecond); err != nil {
+		if err := awsx.Sleep(ctx, time.Duration(min(attempt+1, 5))*200*time.Millisecond); err != nil {
 			return err
 		}
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }
 
 // signup signs t up at its time; a dup tenant's signup is sent twice at
 // once, and once more a while later. Every answer is recorded.
 func (s *soak) signup(ctx context.Context, t *soakTenant) {
-	if sleepCtx(ctx, time.Until(s.began.Add(t.at))) != nil {
+	if awsx.Sleep(ctx, time.Until(s.began.Add(t.at))) != nil {
 		return
 	}
 	tier := registry.TierStandard
@@ -477,7 +466,7 @@ func (s *soak) signup(ctx context.Context, t *soakTenant) {
 	wg.Go(send)
 	wg.Wait()
 	s.dupSignups.Add(2)
-	if sleepCtx(ctx, s.o.Duration/5) != nil {
+	if awsx.Sleep(ctx, s.o.Duration/5) != nil {
 		return
 	}
 	send()
@@ -487,7 +476,7 @@ func (s *soak) signup(ctx context.Context, t *soakTenant) {
 // rolloutAt publishes a release at `at` and rolls it out through the
 // API, starting again while there is no ACTIVE tenant to roll it to.
 func (s *soak) rolloutAt(ctx context.Context, at time.Duration) {
-	if sleepCtx(ctx, time.Until(s.began.Add(at))) != nil {
+	if awsx.Sleep(ctx, time.Until(s.began.Add(at))) != nil {
 		return
 	}
 	code, err := lambdazip.Pack([]byte("#!/bin/sh\necho soak-release-2\n"))
@@ -551,7 +540,7 @@ func (s *soak) rolloutAt(ctx context.Context, at time.Duration) {
 		// No ACTIVE tenant yet (422), or a plan still being written: try
 		// again shortly.
 		s.log.Warn("soak: rollout not started", "error", err)
-		if sleepCtx(ctx, 2*time.Second) != nil {
+		if awsx.Sleep(ctx, 2*time.Second) != nil {
 			return
 		}
 	}
@@ -564,7 +553,7 @@ func (s *soak) previewsLoop(busy, run context.Context) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for pr := 1; ; pr++ {
-		if sleepCtx(busy, every) != nil {
+		if awsx.Sleep(busy, every) != nil {
 			return
 		}
 		wg.Go(func() { s.previewCycle(run, pr) })
@@ -592,7 +581,7 @@ func (s *soak) previewCycle(ctx context.Context, pr int) {
 	// tests against it.
 	limit, cancel := context.WithTimeout(ctx, max(s.o.Duration/3, time.Minute))
 	for !pv.Done() {
-		if sleepCtx(limit, time.Second) != nil {
+		if awsx.Sleep(limit, time.Second) != nil {
 			break
 		}
 		_ = s.call(limit, func(ctx context.Context) error {
@@ -604,7 +593,7 @@ func (s *soak) previewCycle(ctx context.Context, pr int) {
 		})
 	}
 	cancel()
-	_ = sleepCtx(ctx, 2*time.Second)
+	_ = awsx.Sleep(ctx, 2*time.Second)
 	for ctx.Err() == nil {
 		err := s.call(ctx, func(ctx context.Context) error {
 			_, err := s.cl.PreviewDown(ctx, pv.ID, "soak: PR closed")
@@ -614,7 +603,7 @@ func (s *soak) previewCycle(ctx context.Context, pr int) {
 		if err == nil || !errors.As(err, &ae) || ae.Status != http.StatusConflict {
 			return
 		}
-		_ = sleepCtx(ctx, time.Second) // busy: being released already
+		_ = awsx.Sleep(ctx, time.Second) // busy: being released already
 	}
 }
 
@@ -623,7 +612,7 @@ func (s *soak) previewCycle(ctx context.Context, pr int) {
 func (s *soak) restarts(busy context.Context) {
 	every := s.o.Duration / 12
 	for n := 1; ; n++ {
-		if sleepCtx(busy, every) != nil {
+		if awsx.Sleep(busy, every) != nil {
 			return
 		}
 		if n%2 == 1 {
@@ -653,7 +642,7 @@ func (s *soak) operate(run, busy context.Context, progress io.Writer) time.Time 
 		if settled {
 			return time.Now()
 		}
-		if sleepCtx(run, soakOperatorEvery) != nil {
+		if awsx.Sleep(run, soakOperatorEvery) != nil {
 			return time.Time{}
 		}
 	}

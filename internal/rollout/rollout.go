@@ -572,7 +572,7 @@ func (e *Engine) step(ctx context.Context, r *registry.Rollout) (bool, error) {
 		if wait := until.Sub(e.now()); wait > 0 {
 			// Look again at least every Poll: a pause does not stop the
 			// bake, an abort does.
-			return false, sleep(ctx, min(wait, e.cfg.Poll))
+			return false, awsx.Sleep(ctx, min(wait, e.cfg.Poll))
 		}
 		_, err := e.update(ctx, r, func(n *registry.Rollout) { n.Waves[n.Current].Phase = registry.WaveGating })
 		return false, err
@@ -940,7 +940,7 @@ func (e *Engine) runOperation(ctx context.Context, opID, region string, params m
 			if errors.Is(err, stacksets.ErrBusy) || awsx.IsThrottled(err) {
 				// Another operation holds the stack set (a tenant's own
 				// deploy): wait for it.
-				if err := sleep(ctx, e.cfg.Poll); err != nil {
+				if err := awsx.Sleep(ctx, e.cfg.Poll); err != nil {
 					return err
 				}
 				continue
@@ -1164,7 +1164,7 @@ func (e *Engine) gate(ctx context.Context, r *registry.Rollout) error {
 		if waiting == 0 || !e.now().Before(deadline) {
 			break
 		}
-		if err := sleep(ctx, e.cfg.Poll); err != nil {
+		if err := awsx.Sleep(ctx, e.cfg.Poll); err != nil {
 			return err
 		}
 	}
@@ -1368,7 +1368,7 @@ func (e *Engine) rollback(ctx context.Context, r *registry.Rollout) error {
 		if waiting == 0 || !e.now().Before(deadline) {
 			break
 		}
-		if err := sleep(ctx, e.cfg.Poll); err != nil {
+		if err := awsx.Sleep(ctx, e.cfg.Poll); err != nil {
 			return err
 		}
 	}
@@ -1390,15 +1390,4 @@ func (e *Engine) rollback(ctx context.Context, r *registry.Rollout) error {
 		n.Notes = append(n.Notes, registry.Note{At: e.now(), Text: fmt.Sprintf("rolled back: %d tenants back on their previous release, %d of them up on probes taken after the rollback", len(back), up)})
 	})
 	return err
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

@@ -170,7 +170,7 @@ func (r *Reconciler) closeAccount(ctx context.Context, t *registry.Tenant) error
 			break
 		}
 		r.d.Log.WarnContext(ctx, "closure quota reached; waiting", "tenant", t.ID, "closed_in_window", len(closed), "limit", q.ClosureLimit(members))
-		if err := sleep(ctx, r.cfg.MaxPollInterval); err != nil {
+		if err := awsx.Sleep(ctx, r.cfg.MaxPollInterval); err != nil {
 			return err
 		}
 	}

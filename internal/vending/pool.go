@@ -195,7 +195,7 @@ func (r *Reconciler) update(ctx context.Context, t *registry.Tenant) (*registry.
 	got, err := r.d.Deployer.UpdateInstance(ctx, t.Operation, t.AccountID, t.Region, r.Params(t, rel))
 	if err != nil {
 		if errors.Is(err, stacksets.ErrBusy) || awsx.IsThrottled(err) || awsx.IsAlreadyExists(err) {
-			return t, sleep(ctx, r.cfg.PollInterval+jitter(r.cfg.PollInterval))
+			return t, awsx.Sleep(ctx, r.cfg.PollInterval+jitter(r.cfg.PollInterval))
 		}
 		return nil, fmt.Errorf("update stack instance: %w", err)
 	}

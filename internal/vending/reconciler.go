@@ -270,7 +270,7 @@ func (r *Reconciler) requestAccount(ctx context.Context, t *registry.Tenant) (*r
 	for {
 		// Another reconciler holds a live claim: it is creating the account.
 		if owner, until := t.Attributes[attrClaim], claimUntil(t); owner != "" && owner != r.id && r.now().Before(until) {
-			if err := sleep(ctx, until.Sub(r.now())+jitter(r.cfg.PollInterval)); err != nil {
+			if err := awsx.Sleep(ctx, until.Sub(r.now())+jitter(r.cfg.PollInterval)); err != nil {
 				return nil, err
 			}
 			fresh, err := r.d.Registry.Get(ctx, t.ID)
@@ -342,7 +342,7 @@ func (r *Reconciler) requestAccount(ctx context.Context, t *registry.Tenant) (*r
 			case awsx.IsQuota(err) || awsx.IsThrottled(err) || awsx.IsConflict(err):
 				// Over a quota or rate AWS enforces: wait our turn, never fail.
 				r.d.Log.WarnContext(ctx, "create account deferred", "tenant", t.ID, "error", err)
-				if err := sleep(ctx, r.cfg.PollInterval+jitter(r.cfg.PollInterval)); err != nil {
+				if err := awsx.Sleep(ctx, r.cfg.PollInterval+jitter(r.cfg.PollInterval)); err != nil {
 					return nil, err
 				}
 				continue
@@ -457,7 +457,7 @@ func (r *Reconciler) watchCreation(ctx context.Context, t *registry.Tenant, hold
 				return r.fail(ctx, t, "account creation failed: "+string(st.FailureReason))
 			}
 		}
-		if err := sleep(ctx, delay+jitter(delay)); err != nil {
+		if err := awsx.Sleep(ctx, delay+jitter(delay)); err != nil {
 			return nil, err
 		}
 		delay = min(delay*2, r.cfg.MaxPollInterval)
@@ -507,7 +507,7 @@ func (r *Reconciler) prepare(ctx context.Context, t *registry.Tenant) (*registry
 			return r.fail(ctx, t, fmt.Sprintf("account %s not usable after %s: %v", t.AccountID, r.cfg.ReadinessTimeout, awsx.ErrorCode(err)))
 		}
 		r.d.Log.DebugContext(ctx, "account not ready yet", "tenant", t.ID, "account", t.AccountID, "attempt", attempt, "error", err)
-		if err := sleep(ctx, delay+jitter(delay)); err != nil {
+		if err := awsx.Sleep(ctx, delay+jitter(delay)); err != nil {
 			return nil, err
 		}
 		delay = min(delay*2, r.cfg.MaxPollInterval)
@@ -585,7 +585,7 @@ func (r *Reconciler) deploy(ctx context.Context, t *registry.Tenant) (*registry.
 		if awsx.IsThrottled(err) || awsx.IsAlreadyExists(err) || errors.Is(err, stacksets.ErrBusy) {
 			// One operation per stack set at a time, or another reconciler
 			// is creating this very instance: wait, then look again.
-			return t, sleep(ctx, r.cfg.PollInterval+jitter(r.cfg.PollInterval))
+			return t, awsx.Sleep(ctx, r.cfg.PollInterval+jitter(r.cfg.PollInterval))
 		}
 		return nil, fmt.Errorf("deploy stack instance: %w", err)
 	}
@@ -677,21 +677,6 @@ func Retry(ctx context.Context, reg *registry.Store, id, actor, reason string) (
 		n.Operation = ""
 		n.Attributes[attrDeployAttempt] = strconv.Itoa(attemptOf(t) + 1)
 	}})
-}
-
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // jitter spreads polls of many tenants apart: up to a fifth of d.
