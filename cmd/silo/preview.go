@@ -79,7 +79,7 @@ func newPreviewUpCmd(f *apiFlags) *cobra.Command {
 s3://bucket/key the control plane can read) and asks for the PR's preview.
 A new preview queues for a pool account, for at most --wait-timeout; an
 existing one keeps its account and deploys the build there. The build is
-named by its release (a content hash), which up prints.
+named by its release (a content hash), which up prints to stderr.
 
 With --wait it follows this build until the preview runs it and the fleet
 prober has probed it since (printing progress to stderr), then prints its
@@ -143,8 +143,8 @@ GitHub Actions job.`,
 			}
 			res := upResult{Preview: pv}
 			var werr error
+			fmt.Fprintf(cmd.ErrOrStderr(), "preview %s: build %s\n", pv.ID, short(build))
 			if wait {
-				fmt.Fprintf(cmd.ErrOrStderr(), "preview %s: build %s\n", pv.ID, short(build))
 				if timeout == 0 {
 					// The queue wait the server allows, then readyAllowance
 					// for the deploy and the first probe.
