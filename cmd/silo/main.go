@@ -16,10 +16,12 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// Exit codes: 0 ok, 1 failure, 2 usage.
+// Exit codes: 0 ok, 1 failure, 2 usage, 3 superseded (preview up --wait:
+// another up's build replaced this one's).
 const (
-	exitFailure = 1
-	exitUsage   = 2
+	exitFailure    = 1
+	exitUsage      = 2
+	exitSuperseded = 3
 )
 
 // usageError marks an error the caller made in the command line.
@@ -39,6 +41,10 @@ func main() {
 	// cobra reports missing required flags as a plain error: a usage error.
 	if errors.As(err, &ue) || strings.HasPrefix(err.Error(), "required flag") {
 		os.Exit(exitUsage)
+	}
+	var se supersededError
+	if errors.As(err, &se) {
+		os.Exit(exitSuperseded)
 	}
 	os.Exit(exitFailure)
 }

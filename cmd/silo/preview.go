@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/silo-saas/silo/internal/api"
 	"github.com/silo-saas/silo/internal/preview"
+	"github.com/silo-saas/silo/registry"
 )
 
 func newPreviewCmd() *cobra.Command {
@@ -68,7 +70,7 @@ func (p *prFlags) id() (string, error) {
 func newPreviewUpCmd(f *apiFlags) *cobra.Command {
 	var p prFlags
 	var artifact string
-	var ttl, waitFor time.Duration
+	var ttl, waitFor, timeout, every time.Duration
 	var wait bool
 	cmd := &cobra.Command{
 		Use:   "up",
@@ -76,12 +78,22 @@ func newPreviewUpCmd(f *apiFlags) *cobra.Command {
 		Long: `up sends the build (a Lambda code zip, at most 4 MiB inline, or an
 s3://bucket/key the control plane can read) and asks for the PR's preview.
 A new preview queues for a pool account, for at most --wait-timeout; an
-existing one keeps its account and deploys the build there.
+existing one keeps its account and deploys the build there. The build is
+named by its release (a content hash), which up prints to stderr.
 
-With --wait it follows the preview until it is ready (printing each phase
-to stderr) and prints its URL; it exits 1 if the preview fails. When
-$GITHUB_OUTPUT is set, it appends preview_id=, url= and account_id= lines
-there for the next steps of a GitHub Actions job.`,
+With --wait it follows this build until the preview runs it and the fleet
+prober has probed it since (printing progress to stderr), then prints its
+URL. It exits 0 when that probe found the build up; 1 when it found it
+down or degraded (with the failure class and detail), when the preview
+failed or was released, or after --timeout; and 3 when another up for the
+same PR replaced the build meanwhile (naming that build: the preview
+deploys it instead). An up of the same build again is not a replacement.
+With --json it prints the preview, this build and its outcome, whatever
+the exit code.
+
+When $GITHUB_OUTPUT is set, it appends preview_id=, url=, account_id=,
+build= and (with --wait) outcome= lines there for the next steps of a
+GitHub Actions job.`,
 		Example: `  silo preview up --repo acme/web --pr 42 --artifact dist/app.zip --wait
   silo preview up --repo acme/web --pr 42 --artifact s3://builds/web/42.zip --ttl 8h`,
 		Args: cobra.NoArgs,
@@ -92,6 +104,12 @@ there for the next steps of a GitHub Actions job.`,
 			}
 			if _, err := p.id(); err != nil {
 				return err
+			}
+			if every <= 0 {
+				return usageError{errors.New("--interval must be positive")}
+			}
+			if timeout < 0 {
+				return usageError{errors.New("--timeout must not be negative")}
 			}
 			req := api.PreviewUpRequest{Repo: p.repo, PR: p.pr}
 			if ttl > 0 {
@@ -117,35 +135,85 @@ there for the next steps of a GitHub Actions job.`,
 			if err != nil {
 				return err
 			}
+			build := pv.Build
+			if build == "" {
+				// An API from before builds were named per up: its answer's
+				// release is still the one this up set.
+				build = pv.Release
+			}
+			res := upResult{Preview: pv}
+			var werr error
+			fmt.Fprintf(cmd.ErrOrStderr(), "preview %s: build %s\n", pv.ID, short(build))
 			if wait {
-				fmt.Fprintf(cmd.ErrOrStderr(), "preview %s: build %s\n", pv.ID, short(pv.Release))
-				if pv, err = followPreview(ctx, c, pv, cmd.ErrOrStderr()); err != nil {
-					_ = githubOutput(pv)
-					return err
+				if timeout == 0 {
+					// The queue wait the server allows, then readyAllowance
+					// for the deploy and the first probe.
+					timeout = cmp.Or(waitFor, preview.DefaultWaitTimeout) + readyAllowance
+					if pv.WaitUntil != nil {
+						timeout = time.Until(*pv.WaitUntil).Round(time.Second) + readyAllowance
+					}
+				}
+				wctx, cancel := context.WithTimeout(ctx, timeout)
+				res, werr = followBuild(wctx, c, pv, build, cmd.ErrOrStderr(), every)
+				cancel()
+				if errors.Is(werr, context.DeadlineExceeded) && ctx.Err() == nil {
+					werr = fmt.Errorf("gave up after %s waiting for build %s of preview %s (last seen: %s); the preview goes on: silo preview ls",
+						timeout, short(build), pv.ID, describe(res.Preview, build))
 				}
 			}
-			if err := githubOutput(pv); err != nil {
-				return err
+			res.Build = build
+			if err := githubOutput(res); err != nil {
+				return errors.Join(werr, err)
 			}
 			if f.asJSON {
-				return printJSON(cmd.OutOrStdout(), pv)
+				if err := printJSON(cmd.OutOrStdout(), res); err != nil {
+					return errors.Join(werr, err)
+				}
+				return werr
 			}
-			if pv.URL != "" {
-				fmt.Fprintln(cmd.OutOrStdout(), pv.URL)
+			if werr != nil {
+				return werr
+			}
+			if res.URL != "" && (!wait || res.Outcome == preview.OutcomeHealthy) {
+				fmt.Fprintln(cmd.OutOrStdout(), res.URL)
 				return nil
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "preview %s is %s%s (follow with --wait, or silo preview ls)\n", pv.ID, pv.Phase, queueNote(pv))
+			fmt.Fprintf(cmd.OutOrStdout(), "preview %s is %s%s (follow with --wait, or silo preview ls)\n", res.ID, res.Phase, queueNote(res.Preview))
 			return nil
 		},
 	}
 	p.register(cmd)
 	cmd.Flags().StringVar(&artifact, "artifact", "", "the build: a code zip file, or s3://bucket/key (required)")
 	cmd.Flags().DurationVar(&ttl, "ttl", 0, "how long the lease lasts (default 24h, at most 72h)")
-	cmd.Flags().BoolVar(&wait, "wait", false, "follow the preview until it is ready, and print its URL")
+	cmd.Flags().BoolVar(&wait, "wait", false, "follow the build until it is deployed and probed, and print the preview's URL")
 	cmd.Flags().DurationVar(&waitFor, "wait-timeout", 0, "how long to queue for a pool account (default 15m, at most 1h)")
+	cmd.Flags().DurationVar(&timeout, "timeout", 0, "with --wait, how long to follow the build in all (default: the queue wait, then 15m)")
+	cmd.Flags().DurationVar(&every, "interval", time.Second, "how often --wait reads the preview")
 	_ = cmd.MarkFlagRequired("artifact")
 	return cmd
 }
+
+// readyAllowance is how long up --wait gives a build to deploy and be
+// probed once its preview holds an account, by default: a stack instance
+// takes minutes in AWS, and the prober looks every minute.
+const readyAllowance = 15 * time.Minute
+
+// upResult is what up prints with --json and writes to $GITHUB_OUTPUT:
+// the preview as last read, the build this up asked for and, with --wait,
+// where that build ended.
+type upResult struct {
+	*preview.Preview
+	// Outcome is where the build ended; empty without --wait, pending when
+	// the wait gave up.
+	Outcome preview.Outcome `json:"outcome,omitempty"`
+	// SupersededBy is the build that replaced this one (the preview's
+	// release then).
+	SupersededBy string `json:"superseded_by,omitempty"`
+}
+
+// supersededError ends an up --wait whose build another up replaced; it
+// exits 3, so that CI tells "a newer build took over" from a failure.
+type supersededError struct{ error }
 
 func queueNote(p *preview.Preview) string {
 	if p.Phase != preview.PhaseWaiting || p.QueuePosition == 0 {
@@ -165,57 +233,123 @@ func short(release string) string {
 	return release
 }
 
-// followPreview polls a preview until it is ready, failed or released,
-// printing each change of phase.
-func followPreview(ctx context.Context, c *api.Client, p *preview.Preview, w io.Writer) (*preview.Preview, error) {
+// previewReader reads a preview (*api.Client).
+type previewReader interface {
+	Preview(ctx context.Context, id string) (*preview.Preview, error)
+}
+
+// progressEvery is how often a wait in which nothing changes says it is
+// still waiting.
+const progressEvery = time.Minute
+
+// followBuild polls a preview every interval until build has an outcome
+// (preview.BuildOutcome) other than pending, printing a line to w when
+// what it waits for changes, and at least every minute. It returns the
+// preview as last read with the outcome, and an error for every outcome but
+// healthy; when ctx ends first, the outcome is pending.
+func followBuild(ctx context.Context, c previewReader, p *preview.Preview, build string, w io.Writer, interval time.Duration) (upResult, error) {
 	var last string
-	tick := time.NewTicker(time.Second)
+	var printed time.Time
+	begun := time.Now()
+	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
-		line := string(p.Phase) + queueNote(p)
-		if p.AccountID != "" && p.Phase == preview.PhaseDeploying {
-			line += " on account " + p.AccountID
+		res := upResult{Preview: p, Outcome: p.BuildOutcome(build)}
+		line := describe(p, build)
+		switch now := time.Now(); {
+		case line != last:
+			fmt.Fprintf(w, "%s  %s %s\n", now.Format("15:04:05"), p.ID, line)
+			last, printed = line, now
+		case now.Sub(printed) >= progressEvery:
+			fmt.Fprintf(w, "%s  %s still %s (waited %s)\n", now.Format("15:04:05"), p.ID, line, now.Sub(begun).Round(time.Second))
+			printed = now
 		}
-		if p.Phase == preview.PhaseUpdating {
-			line += " to build " + short(p.Release)
-		}
-		if line != last {
-			fmt.Fprintf(w, "%s  %s %s\n", time.Now().Format("15:04:05"), p.ID, line)
-			last = line
-		}
-		switch {
-		case p.Phase == preview.PhaseFailed:
-			return p, fmt.Errorf("preview %s failed: %s", p.ID, p.Reason)
-		case p.Phase == preview.PhaseReleased:
-			return p, fmt.Errorf("preview %s was released while waiting", p.ID)
-		case p.Phase == preview.PhaseReady && p.Running == p.Release:
-			return p, nil
+		switch res.Outcome {
+		case preview.OutcomeHealthy:
+			return res, nil
+		case preview.OutcomeUnhealthy:
+			return res, fmt.Errorf("preview %s: build %s is deployed at %s but failed its health check: %s, probed at %s",
+				p.ID, short(build), p.URL, probeVerdict(p.Health), p.Health.CheckedAt.Local().Format("15:04:05"))
+		case preview.OutcomeSuperseded:
+			res.SupersededBy = p.Release
+			by := ""
+			if p.RequestedBy != "" {
+				by = ", asked for by " + p.RequestedBy
+			}
+			return res, supersededError{fmt.Errorf("preview %s: build %s was replaced by build %s (a later up for %s#%d%s); the preview deploys that one",
+				p.ID, short(build), short(p.Release), p.Repo, p.PR, by)}
+		case preview.OutcomeFailed:
+			return res, fmt.Errorf("preview %s failed on build %s: %s", p.ID, short(build), p.Reason)
+		case preview.OutcomeReleased:
+			return res, fmt.Errorf("preview %s was released while waiting for build %s", p.ID, short(build))
 		}
 		select {
 		case <-ctx.Done():
-			return p, fmt.Errorf("stopped waiting: %w", ctx.Err())
+			return res, fmt.Errorf("stopped waiting: %w", ctx.Err())
 		case <-tick.C:
 		}
 		next, err := c.Preview(ctx, p.ID)
 		if err != nil {
-			return p, err
+			if ctx.Err() != nil {
+				return res, fmt.Errorf("stopped waiting: %w", ctx.Err())
+			}
+			return res, err
 		}
 		p = next
 	}
 }
 
-// githubOutput appends the preview's id, URL and account to the file
-// GitHub Actions names in $GITHUB_OUTPUT, when it is set.
-func githubOutput(p *preview.Preview) error {
+// describe says where build stands in p, in the words of a progress line.
+func describe(p *preview.Preview, build string) string {
+	switch {
+	case p.Release != build:
+		return "deploys build " + short(p.Release) + " instead"
+	case p.Phase == preview.PhaseWaiting:
+		return string(p.Phase) + queueNote(p)
+	case p.Phase == preview.PhaseDeploying && p.AccountID != "":
+		return "deploying build " + short(build) + " on account " + p.AccountID
+	case p.Phase == preview.PhaseUpdating:
+		return "updating from build " + short(p.Running) + " to build " + short(build)
+	case p.Phase == preview.PhaseReady && p.Running != build:
+		// Another build's deploy ended; this one's follows.
+		return "running build " + short(p.Running) + "; build " + short(build) + " follows"
+	case p.Phase == preview.PhaseReady && (!p.HealthFresh || p.Health == nil):
+		return "ready on build " + short(build) + ": waiting for its first health probe"
+	case p.Phase == preview.PhaseReady:
+		return "ready on build " + short(build) + ": " + probeVerdict(p.Health)
+	}
+	return string(p.Phase)
+}
+
+// probeVerdict words a probe's verdict: "up, 12ms", or "down, class status
+// (status == 200: status 502)" with the failed condition.
+func probeVerdict(h *registry.Health) string {
+	if h.Status == registry.HealthUp {
+		return fmt.Sprintf("up, %dms", h.LatencyMS)
+	}
+	detail := h.Detail
+	if detail == "" {
+		detail = "no detail"
+	}
+	return fmt.Sprintf("%s, class %s (%s)", h.Status, h.Class, detail)
+}
+
+// githubOutput appends the preview's id, URL and account, this up's build
+// and its outcome to the file GitHub Actions names in $GITHUB_OUTPUT, when
+// it is set.
+func githubOutput(r upResult) error {
 	path := os.Getenv("GITHUB_OUTPUT")
-	if path == "" || p == nil {
+	if path == "" || r.Preview == nil {
 		return nil
 	}
 	fh, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 	if err != nil {
 		return fmt.Errorf("write $GITHUB_OUTPUT: %w", err)
 	}
-	_, err = fmt.Fprintf(fh, "preview_id=%s\nurl=%s\naccount_id=%s\n", p.ID, p.URL, p.AccountID)
+	_, err = fmt.Fprintf(fh, "preview_id=%s\nurl=%s\naccount_id=%s\nbuild=%s\n", r.ID, r.URL, r.AccountID, r.Build)
+	if err == nil && r.Outcome != "" {
+		_, err = fmt.Fprintf(fh, "outcome=%s\n", r.Outcome)
+	}
 	return errors.Join(err, fh.Close())
 }
 

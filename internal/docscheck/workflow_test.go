@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"gopkg.in/yaml.v3"
@@ -33,8 +34,9 @@ type workflow struct {
 }
 
 type job struct {
-	If    string `yaml:"if"`
-	Steps []step `yaml:"steps"`
+	If             string `yaml:"if"`
+	TimeoutMinutes int    `yaml:"timeout-minutes"`
+	Steps          []step `yaml:"steps"`
 }
 
 type step struct {
@@ -122,6 +124,15 @@ func TestWorkflowUp(t *testing.T) {
 	}
 	if strings.Contains(up.Run, "\n") {
 		t.Errorf("up command spans lines (a folded scalar gives one line): %q", up.Run)
+	}
+	// up --wait must give up with its own message (where the build stands)
+	// before GitHub cancels the job, with time left for the steps before
+	// it (checkout, build, install).
+	m := regexp.MustCompile(`(^|\s)--timeout (\S+)`).FindStringSubmatch(up.Run)
+	if m == nil {
+		t.Errorf("up runs %q, without --timeout: the job's timeout-minutes would cut the wait short with no reason", up.Run)
+	} else if d, err := time.ParseDuration(m[2]); err != nil || d+5*time.Minute > time.Duration(j.TimeoutMinutes)*time.Minute {
+		t.Errorf("up --timeout %s (%v) leaves less than 5 minutes of the job's timeout-minutes %d", m[2], err, j.TimeoutMinutes)
 	}
 	wantEnv := map[string]string{"SILO_API": "${{ vars.SILO_API_URL }}", "SILO_TOKEN": "${{ secrets.SILO_TOKEN }}"}
 	if diff := cmp.Diff(wantEnv, up.Env); diff != "" {

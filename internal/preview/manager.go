@@ -348,7 +348,13 @@ func (m *Manager) Up(ctx context.Context, req UpRequest) (*Preview, error) {
 	m.d.Kick(t.ID)
 	m.Wake()
 	m.d.Log.InfoContext(ctx, "preview requested", "preview", id, "repo", req.Repo, "pr", req.PR, "release", rel.Version, "state", t.State)
-	return m.viewQueued(ctx, t)
+	p, err := m.viewQueued(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	// The build this request asked for, whatever later ups do to Release.
+	p.Build = rel.Version
+	return p, nil
 }
 
 // viewQueued is view with the queue position of a waiting preview.
@@ -666,7 +672,12 @@ func (m *Manager) view(ctx context.Context, t *registry.Tenant, a *registry.Pool
 		URL: t.Endpoint, AccountID: t.AccountID, Release: t.TargetVersion, Running: t.AppVersion,
 		RequestedBy: t.Attributes[attrRequestedBy], CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt,
 	}
-	if p.Phase != PhaseReady && p.Phase != PhaseUpdating {
+	if p.Phase == PhaseReady || p.Phase == PhaseUpdating {
+		if t.Health != nil {
+			h := *t.Health
+			p.Health, p.HealthFresh = &h, t.FreshHealth()
+		}
+	} else {
 		p.URL = "" // only a serving preview has a URL worth opening
 	}
 	if p.Phase == PhaseWaiting {

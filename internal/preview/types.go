@@ -62,10 +62,20 @@ type Preview struct {
 	Reason    string `json:"reason,omitempty"`
 	URL       string `json:"url,omitempty"`
 	AccountID string `json:"account_id,omitempty"`
-	// Release is the build the preview should run; Running is the one it
-	// runs now (they differ while a new build deploys).
+	// Release is the build the preview should run: the one the last
+	// accepted up asked for. Running is the one it runs now (they differ
+	// while a new build deploys).
 	Release string `json:"release,omitempty"`
 	Running string `json:"running,omitempty"`
+	// Build is the build one up asked for, set only on that up's answer:
+	// a caller waiting for its build compares it with Release and Running
+	// (BuildOutcome), since either may move to another up's build.
+	Build string `json:"build,omitempty"`
+	// Health is the prober's latest verdict on the URL (while it serves).
+	// HealthFresh says it comes from a probe taken after the running build
+	// became active; until then it is about the build before, or absent.
+	Health      *registry.Health `json:"health,omitempty"`
+	HealthFresh bool             `json:"health_fresh,omitempty"`
 	// QueuePosition is 1 for the next request to get an account (waiting
 	// previews only); WaitUntil is when a waiting request gives up.
 	QueuePosition int        `json:"queue_position,omitempty"`
@@ -81,6 +91,51 @@ type Preview struct {
 // caller stops at: ready, failed or released.
 func (p *Preview) Done() bool {
 	return p.Phase == PhaseReady || p.Phase == PhaseFailed || p.Phase == PhaseReleased
+}
+
+// Outcome is where one build stands in a preview, as the caller that asked
+// for it (up) sees it.
+type Outcome string
+
+// The outcomes. Only OutcomePending is worth waiting on.
+const (
+	// OutcomePending: on its way (queued, deploying, updating), or running
+	// but not yet probed since it became active.
+	OutcomePending Outcome = "pending"
+	// OutcomeHealthy: running, and the first probe after it became active
+	// found it up.
+	OutcomeHealthy Outcome = "healthy"
+	// OutcomeUnhealthy: running, but that probe found it down or degraded
+	// (Health says why).
+	OutcomeUnhealthy Outcome = "unhealthy"
+	// OutcomeSuperseded: a later up asked for another build; the preview
+	// deploys that one (Release) instead.
+	OutcomeSuperseded Outcome = "superseded"
+	// OutcomeFailed: the preview failed on this build (Reason).
+	OutcomeFailed Outcome = "failed"
+	// OutcomeReleased: the preview was released.
+	OutcomeReleased Outcome = "released"
+)
+
+// BuildOutcome says where build stands in p. The registry decides which of
+// two racing ups wins: the last accepted write sets Release, so every
+// caller reading the preview afterwards sees the same winner, and a
+// caller whose build is not Release has been superseded. An up of the same
+// build again keeps Release, so a duplicate never supersedes its twin.
+func (p *Preview) BuildOutcome(build string) Outcome {
+	switch {
+	case p.Phase == PhaseReleasing || p.Phase == PhaseReleased:
+		return OutcomeReleased
+	case p.Release != build:
+		return OutcomeSuperseded
+	case p.Phase == PhaseFailed:
+		return OutcomeFailed
+	case p.Phase != PhaseReady || p.Running != build || !p.HealthFresh || p.Health == nil:
+		return OutcomePending
+	case p.Health.Status == registry.HealthUp:
+		return OutcomeHealthy
+	}
+	return OutcomeUnhealthy
 }
 
 // UpRequest asks for a PR's preview with a build.

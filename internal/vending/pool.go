@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/organizations"
@@ -232,6 +233,7 @@ func (r *Reconciler) CompleteUpdate(ctx context.Context, t *registry.Tenant, rel
 	}
 	next, err := r.transition(ctx, t, registry.StateActive, "", func(n *registry.Tenant) {
 		Updated(n, endpoint, rel)
+		awaitProbe(n, r.now())
 		if mutate != nil {
 			mutate(n)
 		}
@@ -266,6 +268,14 @@ func (r *Reconciler) UpdatedEndpoint(ctx context.Context, t *registry.Tenant) (s
 func Updated(n *registry.Tenant, endpoint string, rel Release) {
 	n.Endpoint, n.AppVersion, n.Operation = endpoint, rel.Version, ""
 	delete(n.Attributes, attrDeployRelease)
+}
+
+// awaitProbe asks the prober for a verdict on the build n starts running
+// at now (registry.AttrProbeAfter): until one is recorded, the health n
+// carries is about the build before, and a caller waiting for this build
+// (preview up --wait) must not take it for this one's.
+func awaitProbe(n *registry.Tenant, now time.Time) {
+	setAttr(n, registry.AttrProbeAfter, now.Format(time.RFC3339Nano))
 }
 
 // Announce publishes a tenant event on the reconciler's bus.

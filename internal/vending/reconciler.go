@@ -638,6 +638,7 @@ func (r *Reconciler) deploy(ctx context.Context, t *registry.Tenant) (*registry.
 		if dnsName != "" {
 			setAttr(n, AttrDNSName, dnsName)
 		}
+		awaitProbe(n, r.now())
 		if n.TargetVersion == "" {
 			n.TargetVersion = target
 		}
