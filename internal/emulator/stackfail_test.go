@@ -21,14 +21,18 @@ import (
 )
 
 // failingSet is a stack set whose bucket is named by a parameter, and whose
-// table is created before the bucket (the bucket's tag refers to it), so
-// that a refused bucket leaves something to roll back.
+// two tables are created before the bucket (its tags refer to them), so
+// that a refused bucket leaves something to roll back: Marker, deleted, and
+// Kept, retained by its DeletionPolicy.
 const failingSet = `{
  "Parameters": {"BucketName": {"Type": "String"}},
  "Resources": {
   "Marker": {"Type": "AWS::DynamoDB::Table", "Properties": {"TableName": "silo-marker", "BillingMode": "PAY_PER_REQUEST",
    "AttributeDefinitions": [{"AttributeName": "k", "AttributeType": "S"}], "KeySchema": [{"AttributeName": "k", "KeyType": "HASH"}]}},
-  "Bucket": {"Type": "AWS::S3::Bucket", "Properties": {"BucketName": {"Ref": "BucketName"}, "Tags": [{"Key": "marker", "Value": {"Ref": "Marker"}}]}}
+  "Kept": {"Type": "AWS::DynamoDB::Table", "DeletionPolicy": "Retain", "Properties": {"TableName": "silo-kept", "BillingMode": "PAY_PER_REQUEST",
+   "AttributeDefinitions": [{"AttributeName": "k", "AttributeType": "S"}], "KeySchema": [{"AttributeName": "k", "KeyType": "HASH"}]}},
+  "Bucket": {"Type": "AWS::S3::Bucket", "Properties": {"BucketName": {"Ref": "BucketName"},
+   "Tags": [{"Key": "marker", "Value": {"Ref": "Marker"}}, {"Key": "kept", "Value": {"Ref": "Kept"}}]}}
  },
  "Outputs": {"BucketArn": {"Value": {"Fn::GetAtt": ["Bucket", "Arn"]}}}
 }`
@@ -111,9 +115,10 @@ func refusal(t *testing.T, client *s3.Client, name string) string {
 // whose bucket name S3 refuses (taken by another account) makes the
 // operation FAILED, not the call; the instance is listed OUTDATED/FAILED;
 // the member stack records the bucket's CREATE_FAILED with S3's refusal,
-// rolls back what it created and ends DELETE_COMPLETE; an update after the
-// cause is gone creates the stack; a failed instance can be deleted and
-// created again.
+// rolls back what it created but the retained table, and ends
+// DELETE_COMPLETE; an update creates the stack again once the cause and
+// the retained table are gone; a failed instance can be deleted and created
+// again.
 func TestStackInstanceFailsInItsAccount(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
@@ -207,8 +212,10 @@ func TestStackInstanceFailsInItsAccount(t *testing.T) {
 	want := []string{
 		stack + " CREATE_IN_PROGRESS",
 		"Marker CREATE_IN_PROGRESS", "Marker CREATE_COMPLETE",
+		"Kept CREATE_IN_PROGRESS", "Kept CREATE_COMPLETE",
 		"Bucket CREATE_IN_PROGRESS", "Bucket CREATE_FAILED",
 		stack + " DELETE_IN_PROGRESS",
+		"Kept DELETE_SKIPPED",
 		"Marker DELETE_IN_PROGRESS", "Marker DELETE_COMPLETE", "Bucket DELETE_COMPLETE",
 		stack + " DELETE_COMPLETE",
 	}
@@ -228,6 +235,9 @@ func TestStackInstanceFailsInItsAccount(t *testing.T) {
 	if _, err := ddbA.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String("silo-marker")}); awsx.ErrorCode(err) != "ResourceNotFoundException" {
 		t.Errorf("the rolled-back table: %v, want ResourceNotFoundException", err)
 	}
+	if _, err := ddbA.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String("silo-kept")}); err != nil {
+		t.Errorf("the retained table: %v, want it kept", err)
+	}
 
 	// Creating it again skips the existing instance.
 	out, err = f.cfn.CreateStackInstances(ctx, &cloudformation.CreateStackInstancesInput{
@@ -241,18 +251,33 @@ func TestStackInstanceFailsInItsAccount(t *testing.T) {
 		t.Errorf("%d instances after creating an existing one again, want 1", n)
 	}
 
-	// The cause goes; an update of the failed instance creates its stack.
+	// The cause goes; an update of the failed instance creates its stack
+	// again, but the retained table is in the way, as it is in AWS.
 	if _, err := f.s3.DeleteBucket(ctx, &s3.DeleteBucketInput{Bucket: aws.String(taken)}); err != nil {
 		t.Fatal(err)
 	}
-	up, err := f.cfn.UpdateStackInstances(ctx, &cloudformation.UpdateStackInstancesInput{
-		StackSetName: aws.String(f.name), Accounts: []string{first}, Regions: []string{Region}, ParameterOverrides: f.params(taken),
-	})
-	if err != nil {
+	update := func() string {
+		up, err := f.cfn.UpdateStackInstances(ctx, &cloudformation.UpdateStackInstancesInput{
+			StackSetName: aws.String(f.name), Accounts: []string{first}, Regions: []string{Region}, ParameterOverrides: f.params(taken),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return aws.ToString(up.OperationId)
+	}
+	op = update()
+	if status := f.await(op); status != cftypes.StackSetOperationStatusFailed {
+		t.Fatalf("update with the retained table in the way: %s, want FAILED", status)
+	}
+	if inst := f.instances()[first]; aws.ToString(inst.StatusReason) != "The following resource(s) failed to create: [Kept]. Delete requested by user." {
+		t.Errorf("instance after the blocked update: %s (%s)", inst.Status, aws.ToString(inst.StatusReason))
+	}
+	if _, err := ddbA.DeleteTable(ctx, &dynamodb.DeleteTableInput{TableName: aws.String("silo-kept")}); err != nil {
 		t.Fatal(err)
 	}
-	if status := f.await(aws.ToString(up.OperationId)); status != cftypes.StackSetOperationStatusSucceeded {
-		t.Fatalf("update after the cause went: %s %v, want SUCCEEDED", status, f.results(aws.ToString(up.OperationId)))
+	op = update()
+	if status := f.await(op); status != cftypes.StackSetOperationStatusSucceeded {
+		t.Fatalf("update after the cause went: %s %v, want SUCCEEDED", status, f.results(op))
 	}
 	if inst := f.instances()[first]; inst.Status != cftypes.StackInstanceStatusCurrent {
 		t.Errorf("instance after the update: %s (%s)", inst.Status, aws.ToString(inst.StatusReason))
@@ -269,7 +294,7 @@ func TestStackInstanceFailsInItsAccount(t *testing.T) {
 	}
 
 	// A failed instance can be deleted, and created afresh once the cause
-	// is gone.
+	// and what the failed attempt retained are gone.
 	taken2 := "silo-taken-" + second
 	if _, err := f.s3.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(taken2)}); err != nil {
 		t.Fatal(err)
@@ -295,7 +320,14 @@ func TestStackInstanceFailsInItsAccount(t *testing.T) {
 	if _, ok := f.instances()[second]; ok {
 		t.Error("the failed instance is still listed after its deletion")
 	}
+	cfnB, _, ddbB := member(second)
+	if _, err := ddbB.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String("silo-kept")}); err != nil {
+		t.Errorf("the retained table after the instance's deletion: %v, want it kept", err)
+	}
 	if _, err := f.s3.DeleteBucket(ctx, &s3.DeleteBucketInput{Bucket: aws.String(taken2)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ddbB.DeleteTable(ctx, &dynamodb.DeleteTableInput{TableName: aws.String("silo-kept")}); err != nil {
 		t.Fatal(err)
 	}
 	out, err = f.cfn.CreateStackInstances(ctx, &cloudformation.CreateStackInstancesInput{
@@ -307,7 +339,6 @@ func TestStackInstanceFailsInItsAccount(t *testing.T) {
 	if status := f.await(aws.ToString(out.OperationId)); status != cftypes.StackSetOperationStatusSucceeded {
 		t.Fatalf("create after the deletion: %s %v", status, f.results(aws.ToString(out.OperationId)))
 	}
-	cfnB, _, _ := member(second)
 	if s, err := cfnB.DescribeStacks(ctx, &cloudformation.DescribeStacksInput{StackName: aws.String(stack)}); err != nil || s.Stacks[0].StackStatus != cftypes.StackStatusCreateComplete {
 		t.Errorf("second account's stack after the re-creation: %v", err)
 	}

@@ -64,7 +64,8 @@
 #    OUTDATED with DetailedStatus FAILED and that StatusReason, and the
 #    member stack, created by StackSets with OnFailure DELETE, records the
 #    failing resource's CREATE_FAILED event with the service's refusal
-#    (ResourceStatusReason), deletes whatever was created and ends
+#    (ResourceStatusReason), deletes whatever was created (but keeps what
+#    has DeletionPolicy Retain, as CloudFormation does) and ends
 #    DELETE_COMPLETE, readable by its stack id ("view the events for the
 #    stack, which will have a status of DELETED (for failed create
 #    operations)", the StackSets troubleshooting guide). The patch does that.
@@ -511,6 +512,13 @@ def _install_failed_stack_instances():
         left = {}
         for lid, res in reversed(created):
             rtype_ = templates[lid]["Type"]
+            if templates[lid].get("DeletionPolicy") == "Retain":
+                # Kept, as CloudFormation keeps it (only RetainExceptOnCreate
+                # deletes what the failed operation created): it now belongs
+                # to no stack, and may be in the way of the next attempt.
+                rmap._parsed_resources.pop(lid, None)
+                event(lid, rtype_, physical(res), "DELETE_SKIPPED")
+                continue
             event(lid, rtype_, physical(res), "DELETE_IN_PROGRESS")
             try:
                 rmap._delete_resource(res, templates[lid])
