@@ -21,15 +21,16 @@ import (
 // by user."), and only the stack's events say what the service refused.
 
 // Bounds of StackFailure's answer. It becomes a tenant's failure reason,
-// shown in a CLI line and a console cell; AWS's reasons can run to
-// kilobytes (a refused IAM policy quotes it).
+// shown in a CLI line and a console cell, and with the reconciler's prefix
+// stays within the 1000 characters the API allows an operator's reason;
+// AWS's reasons can run to kilobytes (a refused IAM policy quotes it).
 const (
 	// maxFailure bounds the whole answer.
-	maxFailure = 1024
+	maxFailure = 900
 	// maxResourceReason bounds one resource's reason, so that one long
 	// reason leaves room for the next: two fit whole, with their resources'
 	// names and the count of the rest.
-	maxResourceReason = 400
+	maxResourceReason = 360
 	// maxEventPages bounds how far back the events are read (100 a page):
 	// the latest operation's start is normally on the first page.
 	maxEventPages = 10
