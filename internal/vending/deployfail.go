@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/silo-saas/silo/internal/awsx"
 	"github.com/silo-saas/silo/registry"
@@ -82,10 +83,27 @@ func needsReset(t *registry.Tenant) bool {
 // customer data; the same guard as a decommission's proves the account is
 // the tenant's. What is removed is reported (ReportDeployReset); what
 // cannot be removed fails the tenant. A step AWS makes wait (another
-// operation on the stack set, throttling) returns t unchanged, to be
-// driven again.
+// operation on the stack set, throttling), or another reconciler's live
+// claim on the reset, returns t unchanged, to be driven again.
 func (r *Reconciler) resetDeploy(ctx context.Context, t *registry.Tenant) (*registry.Tenant, error) {
 	attempt := attemptOf(t)
+	// One reconciler clears the account: one still cleaning while another
+	// deploys again would delete the new stack. The claim is a conditional
+	// write, as for an account's creation; a lost race is a conflict, and
+	// Drive looks again.
+	if owner, until := t.Attributes[attrClaim], claimUntil(t); owner != "" && owner != r.id && r.now().Before(until) {
+		return t, awsx.Sleep(ctx, until.Sub(r.now())+jitter(r.cfg.PollInterval))
+	}
+	if t.Attributes[attrClaim] != r.id || claimUntil(t).Sub(r.now()) < r.cfg.ClaimTTL/2 {
+		claimed, err := r.d.Registry.Update(ctx, t, registry.Change{Mutate: func(n *registry.Tenant) {
+			setAttr(n, attrClaim, r.id)
+			setAttr(n, attrClaimUntil, r.now().Add(r.cfg.ClaimTTL).Format(time.RFC3339Nano))
+		}})
+		if err != nil {
+			return nil, err
+		}
+		t = claimed
+	}
 	if err := r.checkOwner(ctx, t); err != nil {
 		if errors.Is(err, ErrRefused) {
 			return r.fail(ctx, t, err.Error())
@@ -130,6 +148,8 @@ func (r *Reconciler) resetDeploy(ctx context.Context, t *registry.Tenant) (*regi
 		Detail: map[string]string{"attempt": strconv.Itoa(attempt), "removed": strconv.Itoa(len(report.Found))},
 		Mutate: func(n *registry.Tenant) {
 			setAttr(n, attrDeployReset, strconv.Itoa(attempt))
+			delete(n.Attributes, attrClaim)
+			delete(n.Attributes, attrClaimUntil)
 			n.Operation = ""
 		}})
 }

@@ -659,7 +659,8 @@ func (r *Reconciler) deploy(ctx context.Context, t *registry.Tenant) (*registry.
 }
 
 // Retry restarts a FAILED tenant at the step that failed. A failed deploy
-// gets a new operation id; a failed account creation makes a new request.
+// gets a new operation id, and starts from a clean account (resetDeploy);
+// a failed account creation makes a new request.
 func (r *Reconciler) Retry(ctx context.Context, id, actor, reason string) (*registry.Tenant, error) {
 	return Retry(ctx, r.d.Registry, id, actor, reason)
 }
