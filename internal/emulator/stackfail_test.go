@@ -251,6 +251,19 @@ func TestStackInstanceFailsInItsAccount(t *testing.T) {
 		t.Errorf("%d instances after creating an existing one again, want 1", n)
 	}
 
+	// Updating the stack set for the account tries its stack again: it
+	// fails again, and the operation the call answers with says so.
+	us, err := f.cfn.UpdateStackSet(ctx, &cloudformation.UpdateStackSetInput{
+		StackSetName: aws.String(f.name), TemplateBody: aws.String(failingSet), Parameters: f.params(taken),
+		Accounts: []string{first}, Regions: []string{Region},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status := f.await(aws.ToString(us.OperationId)); status != cftypes.StackSetOperationStatusFailed {
+		t.Errorf("stack set update with the cause still there: %s, want FAILED", status)
+	}
+
 	// The cause goes; an update of the failed instance creates its stack
 	// again, but the retained table is in the way, as it is in AWS.
 	if _, err := f.s3.DeleteBucket(ctx, &s3.DeleteBucketInput{Bucket: aws.String(taken)}); err != nil {

@@ -72,7 +72,8 @@
 #    The operation fails when any instance fails (silo deploys with a
 #    failure tolerance of 0; the tolerance is not modelled). Afterwards, as
 #    in AWS: UpdateStackInstances (or UpdateStackSet) on the failed instance
-#    creates its stack again, with the stack set's current template;
+#    creates its stack again, with the stack set's current template (and
+#    the operation the call answers with reports a new failure);
 #    DeleteStackInstances removes the instance (its stack is gone already);
 #    CreateStackInstances skips an account and region that already have an
 #    instance instead of creating a second one (moto fixed this upstream
@@ -658,9 +659,25 @@ def _install_failed_stack_instances():
                 retried.append(new)
         operation = original_update_instances(self, accounts, regions, parameters)
         record(operation, retried)
+        state.retried = retried
         return operation
 
     StackSet.update_instances = update_instances
+
+    original_update = StackSet.update
+
+    def update(self, *args, **kwargs):
+        # UpdateStackSet runs its instances' update as an operation of its
+        # own and answers with another: that one reports the failures.
+        state.retried = []
+        try:
+            operation = original_update(self, *args, **kwargs)
+            record(operation, state.retried)
+            return operation
+        finally:
+            state.retried = []
+
+    StackSet.update = update
 
     original_results = CloudFormationResponse.list_stack_set_operation_results
 
