@@ -144,7 +144,9 @@ func TestCreateFailureThenRetry(t *testing.T) {
 }
 
 // TestStackInstanceFailure: a StackSet operation that fails for the
-// tenant's account ends the tenant FAILED with AWS's reason.
+// tenant's account ends the tenant FAILED with AWS's reason. The proxy
+// fails the account before any stack is made there, so the reason is the
+// operation's, and says that no member stack could be read.
 func TestStackInstanceFailure(t *testing.T) {
 	c := wire(t, fastRecovery)
 	signup(t, c, "broken")
@@ -160,6 +162,9 @@ func TestStackInstanceFailure(t *testing.T) {
 	}
 	if tn.State != registry.StateFailed || !strings.Contains(tn.Reason, "quota exceeded") || tn.FailedFrom != registry.StateDeploying {
 		t.Fatalf("tenant = %s from %s (%s), want FAILED from DEPLOYING with the reason", tn.State, tn.FailedFrom, tn.Reason)
+	}
+	if !strings.HasSuffix(tn.Reason, "(no member stack to read)") {
+		t.Errorf("reason %q does not say the member stack could not be read", tn.Reason)
 	}
 	emu.Proxy.Configure(emulator.Faults{})
 	if _, err := c.Reconciler.Retry(ctx, "broken", "operator:ann", "quota raised"); err != nil {

@@ -163,6 +163,12 @@ func batchOverrides(accounts []string, params map[string]map[string]string) ([]c
 // operation that stopped at its failure tolerance before reaching them.
 const cancelledReason = "Cancelled since failure tolerance has exceeded"
 
+// Cancelled reports whether an account's reason in an OperationError (or
+// OperationFailures) says the operation never reached the account: it was
+// cancelled once the failure tolerance was exceeded. Its member stack then
+// tells nothing about this operation.
+func Cancelled(reason string) bool { return strings.Contains(reason, cancelledReason) }
+
 // applyBatch does on the emulator what StackSets do with a batched update
 // (see applyParams): accounts in order, at most
 // min(MaxConcurrentCount, FailureToleranceCount+1) at once, as in the

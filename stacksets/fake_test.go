@@ -381,3 +381,83 @@ func TestOperationID(t *testing.T) {
 		t.Error("not deterministic")
 	}
 }
+
+// fakeStacks is a member account's CloudFormation for ApplyUpdates: it
+// implements every method of stacksAPI.
+type fakeStacks struct {
+	// describeErr answers DescribeStacks; otherwise the stack has params.
+	describeErr error
+	params      map[string]string
+	// updateErr answers UpdateStack.
+	updateErr error
+	updates   int
+}
+
+func (f *fakeStacks) DescribeStacks(context.Context, *cloudformation.DescribeStacksInput, ...func(*cloudformation.Options)) (*cloudformation.DescribeStacksOutput, error) {
+	if f.describeErr != nil {
+		return nil, f.describeErr
+	}
+	return &cloudformation.DescribeStacksOutput{Stacks: []cfntypes.Stack{{StackName: aws.String("StackSet:silo-tenant-app"), Parameters: parameters(f.params)}}}, nil
+}
+
+func (f *fakeStacks) DescribeStackEvents(context.Context, *cloudformation.DescribeStackEventsInput, ...func(*cloudformation.Options)) (*cloudformation.DescribeStackEventsOutput, error) {
+	return &cloudformation.DescribeStackEventsOutput{}, nil
+}
+
+func (f *fakeStacks) UpdateStack(context.Context, *cloudformation.UpdateStackInput, ...func(*cloudformation.Options)) (*cloudformation.UpdateStackOutput, error) {
+	f.updates++
+	return &cloudformation.UpdateStackOutput{}, f.updateErr
+}
+
+// TestUpdateInstanceApplied checks how UpdateInstance reports what the
+// manager's own update of the member stack (Options.ApplyUpdates) did: a
+// stack that refuses the update fails the operation with the account's
+// reason, as AWS reports an instance that failed; a missing stack leaves the
+// operation's own result; throttling is an error for the caller to retry.
+func TestUpdateInstanceApplied(t *testing.T) {
+	const account = "111122223333"
+	refused := &smithy.GenericAPIError{Code: "ValidationError", Message: "Template error: resource Fn does not support attribute type Arn"}
+	cases := []struct {
+		name      string
+		stacks    *fakeStacks
+		wantErr   bool
+		wantWait  map[string]string // accounts of the *OperationError; nil: Wait succeeds
+		wantCalls int
+	}{
+		{name: "applied", stacks: &fakeStacks{params: map[string]string{"Tier": "basic"}}, wantCalls: 1},
+		{name: "refused by the stack", stacks: &fakeStacks{params: map[string]string{"Tier": "basic"}, updateErr: refused}, wantCalls: 1,
+			wantWait: map[string]string{account: "us-east-1: apply the update to stack StackSet:silo-tenant-app in " + account + "/us-east-1: " + refused.Error()}},
+		{name: "no member stack", stacks: &fakeStacks{describeErr: &smithy.GenericAPIError{Code: "ValidationError", Message: "Stack with id StackSet:silo-tenant-app does not exist"}}},
+		{name: "throttled", stacks: &fakeStacks{params: map[string]string{"Tier": "basic"}, updateErr: &smithy.GenericAPIError{Code: "Throttling"}}, wantErr: true, wantCalls: 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			fake := &fakeCFN{ops: []cfntypes.StackSetOperationStatus{"SUCCEEDED"}}
+			m := New(fake, nil, func(string, string) stacksAPI { return tc.stacks }, "us-east-1", quiet(), Options{
+				ApplyUpdates: true, PollMin: time.Millisecond, PollMax: time.Millisecond,
+			})
+			id, err := m.UpdateInstance(context.Background(), "op-1", account, "us-east-1", map[string]string{"Tier": "enterprise"})
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("UpdateInstance: %v, want error %v", err, tc.wantErr)
+			}
+			if tc.stacks.updates != tc.wantCalls {
+				t.Errorf("%d UpdateStack calls, want %d", tc.stacks.updates, tc.wantCalls)
+			}
+			if tc.wantErr {
+				return
+			}
+			_, err = m.Wait(context.Background(), id)
+			var oe *OperationError
+			switch {
+			case tc.wantWait == nil && err != nil:
+				t.Errorf("Wait: %v, want success", err)
+			case tc.wantWait != nil && !errors.As(err, &oe):
+				t.Errorf("Wait: %v, want an *OperationError", err)
+			case tc.wantWait != nil:
+				if diff := cmp.Diff(tc.wantWait, oe.Accounts); diff != "" {
+					t.Errorf("failed accounts (-want +got):\n%s", diff)
+				}
+			}
+		})
+	}
+}

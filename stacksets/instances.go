@@ -2,6 +2,7 @@ package stacksets
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -78,14 +79,39 @@ func (m *Manager) UpdateInstance(ctx context.Context, opID, account, region stri
 	if err != nil || !m.opts.ApplyUpdates {
 		return id, err
 	}
-	return id, m.applyUpdate(ctx, account, region, params)
+	return id, m.applyUpdate(ctx, id, account, region, params)
 }
 
 // applyUpdate does on the emulator what StackSets do in AWS after an
-// instance update: update the member stack with the new parameters.
-func (m *Manager) applyUpdate(ctx context.Context, account, region string, params map[string]string) error {
+// instance update: update the member stack with the new parameters. As in
+// AWS, a member stack that refuses the update fails the operation, not the
+// call: Wait reports the account's reason (as applyBatch does). A member
+// stack that is missing failed to be created again (the emulator creates
+// a failed instance's stack on its update), and the operation reports that
+// itself. Only the caller's context ending or throttling is an error, for
+// the caller to issue the same operation again.
+func (m *Manager) applyUpdate(ctx context.Context, opID, account, region string, params map[string]string) error {
 	_, err := m.applyParams(ctx, account, region, params, nil)
-	return err
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil || awsx.IsThrottled(err):
+		return err
+	case errors.Is(err, ErrNotFound):
+		m.log.InfoContext(ctx, "no member stack to apply the update to", "account", account, "region", region, "operation", opID)
+		return nil
+	}
+	m.log.WarnContext(ctx, "member stack refused the update", "account", account, "region", region, "operation", opID, "error", err)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.applyFailures == nil {
+		m.applyFailures = map[string]map[string]string{}
+	}
+	if m.applyFailures[opID] == nil {
+		m.applyFailures[opID] = map[string]string{}
+	}
+	m.applyFailures[opID][account] = region + ": " + err.Error()
+	return nil
 }
 
 // applyParams brings the member stack of account in region to params, the

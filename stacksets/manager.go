@@ -33,10 +33,12 @@ type cfnAPI interface {
 }
 
 // stacksAPI is what is done in a member account: reading the instance's
-// stack (outputs), and, on the emulator only, applying an instance update
-// (see Options.ApplyUpdates). *cloudformation.Client satisfies it.
+// stack (outputs, and the events of a failure), and, on the emulator only,
+// applying an instance update (see Options.ApplyUpdates).
+// *cloudformation.Client satisfies it.
 type stacksAPI interface {
 	DescribeStacks(ctx context.Context, in *cloudformation.DescribeStacksInput, opts ...func(*cloudformation.Options)) (*cloudformation.DescribeStacksOutput, error)
+	DescribeStackEvents(ctx context.Context, in *cloudformation.DescribeStackEventsInput, opts ...func(*cloudformation.Options)) (*cloudformation.DescribeStackEventsOutput, error)
 	UpdateStack(ctx context.Context, in *cloudformation.UpdateStackInput, opts ...func(*cloudformation.Options)) (*cloudformation.UpdateStackOutput, error)
 }
 

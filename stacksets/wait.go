@@ -56,9 +56,9 @@ func (e *OperationError) Error() string {
 // while CloudFormation throttles, and returns ctx's error as soon as ctx
 // ends. A FAILED or STOPPED operation returns its result and an
 // *OperationError; an unknown id returns an error wrapping ErrNotFound.
-// With Options.ApplyUpdates, a batched update whose member stacks the
-// manager failed to update (UpdateInstances) ends FAILED, with those
-// accounts in the *OperationError, though moto reports it SUCCEEDED.
+// With Options.ApplyUpdates, an update whose member stacks the manager
+// failed to update (UpdateInstance, UpdateInstances) ends FAILED, with
+// those accounts in the *OperationError, though moto reports it SUCCEEDED.
 func (m *Manager) Wait(ctx context.Context, opID string) (Result, error) {
 	delay := m.opts.PollMin
 	last := ""

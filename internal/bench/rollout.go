@@ -375,6 +375,11 @@ func (s *simStackSets) InstanceOutputs(context.Context, string, string) (map[str
 	return map[string]string{}, nil
 }
 
+// StackFailure: the simulated updates never fail.
+func (s *simStackSets) StackFailure(context.Context, string, string) (string, error) {
+	return "", nil
+}
+
 // sweepEvery starts a sweep every interval, or as soon as the last one
 // ended when it took longer: a sweep of 200 tenants on the emulator can
 // outlast a short interval, and the gate only needs the next verdict.

@@ -58,6 +58,12 @@ var (
 	endTime     = regexp.MustCompile(`<EndTimestamp>[^<]*</EndTimestamp>`)
 	memberXML   = regexp.MustCompile(`(?s)<member>.*?</member>`)
 	succeeded   = "<Status>SUCCEEDED</Status>"
+	// ended is a status moto gives an operation or an instance's result:
+	// SUCCEEDED, or FAILED when a member stack failed (the emulator's
+	// patch 10).
+	ended        = regexp.MustCompile(`<Status>(?:SUCCEEDED|FAILED)</Status>`)
+	statusReason = regexp.MustCompile(`<StatusReason>[^<]*</StatusReason>`)
+	gateXML      = regexp.MustCompile(`(?s)<AccountGateResult>.*?</AccountGateResult>`)
 )
 
 // serveStackSets handles the CloudFormation calls the proxy changes and
@@ -209,16 +215,30 @@ func (p *Proxy) startStackSetOperation(w http.ResponseWriter, r *http.Request, c
 
 // rewriteOperation sets the operation's status in moto's
 // StackSetOperation (or operation summary) XML; a running operation has no
-// end time yet.
+// end time yet. A finished operation the proxy failed no account of keeps
+// moto's status: FAILED when a member stack failed in moto.
 func rewriteOperation(xml, status string) string {
-	if status == stateSucceeded {
+	switch status {
+	case stateSucceeded:
 		return xml
+	case "RUNNING":
+		if loc := ended.FindStringIndex(xml); loc != nil {
+			xml = xml[:loc[0]] + "<Status>RUNNING</Status>" + xml[loc[1]:]
+		}
+		return endTime.ReplaceAllString(xml, "")
 	}
-	xml = strings.Replace(xml, succeeded, "<Status>"+status+"</Status>", 1)
-	if status == "RUNNING" {
-		xml = endTime.ReplaceAllString(xml, "")
-	}
-	return xml
+	return strings.Replace(xml, succeeded, "<Status>"+status+"</Status>", 1)
+}
+
+// runningResult makes one result member of moto's say RUNNING: its
+// instance status (not its account gate's, which says SKIPPED) and no
+// reason yet.
+func runningResult(member []byte) []byte {
+	gate := gateXML.Find(member)
+	rest := gateXML.ReplaceAll(member, []byte("\x00"))
+	rest = ended.ReplaceAll(rest, []byte("<Status>RUNNING</Status>"))
+	rest = statusReason.ReplaceAll(rest, nil)
+	return []byte(strings.Replace(string(rest), "\x00", string(gate), 1))
 }
 
 // rewriteResults reports the instances of a running operation as RUNNING
@@ -226,9 +246,7 @@ func rewriteOperation(xml, status string) string {
 func rewriteResults(xml string, op *stackOp, now time.Time) string {
 	status := op.status(now)
 	if status == "RUNNING" {
-		// Only the instances' statuses say SUCCEEDED; account gate results
-		// say SKIPPED.
-		xml = strings.ReplaceAll(xml, succeeded, "<Status>RUNNING</Status>")
+		xml = string(memberXML.ReplaceAllFunc([]byte(xml), runningResult))
 	}
 	accts := make([]string, 0, len(op.failed))
 	for a := range op.failed {

@@ -47,6 +47,9 @@ type Deployer interface {
 	// OperationFailures names the accounts that failed in an operation
 	// that succeeded within its failure tolerance.
 	OperationFailures(ctx context.Context, opID string) (map[string]string, error)
+	// StackFailure returns why an account's member stack failed, from its
+	// events ("" when no resource failed).
+	StackFailure(ctx context.Context, account, region string) (string, error)
 }
 
 // Tenants is what the rollout needs of the reconciler (*vending.Reconciler):
@@ -960,7 +963,7 @@ func (e *Engine) runOperation(ctx context.Context, opID, region string, params m
 					failures[account] = reason
 				}
 			}
-			return nil
+			return e.memberReasons(ctx, region, params, failures)
 		case errors.As(err, &oe):
 			for account := range params {
 				switch reason, ok := oe.Accounts[account]; {
@@ -971,11 +974,37 @@ func (e *Engine) runOperation(ctx context.Context, opID, region string, params m
 					failures[account] = strings.ToLower(string(oe.Status)) + ": " + oe.Reason
 				}
 			}
-			return nil
+			return e.memberReasons(ctx, region, params, failures)
 		default:
 			return fmt.Errorf("wait for %s: %w", opID, err)
 		}
 	}
+}
+
+// memberReasons replaces the operation's reason for each failed account of
+// params with what its member stack's events say (Deployer.StackFailure),
+// when they say something: AWS gives the operation only the stack's own
+// "The following resource(s) failed to update: [Fn]", the refusal itself
+// is in the member account. An account cancelled at the failure tolerance
+// was never updated, and a stack that cannot be read keeps the operation's
+// reason. Throttling and the end of ctx are errors (the wave is re-run).
+func (e *Engine) memberReasons(ctx context.Context, region string, params map[string]map[string]string, failures map[string]string) error {
+	for account := range params {
+		reason, bad := failures[account]
+		if !bad || stacksets.Cancelled(reason) {
+			continue
+		}
+		member, err := e.d.Deployer.StackFailure(ctx, account, region)
+		switch {
+		case err == nil && member != "":
+			failures[account] = "stack instance failed: " + member
+		case ctx.Err() != nil || awsx.IsThrottled(err):
+			return fmt.Errorf("read why the stack instance in %s failed: %w", account, err)
+		case err != nil:
+			e.d.Log.WarnContext(ctx, "member stack not readable", "account", account, "region", region, "error", err)
+		}
+	}
+	return nil
 }
 
 // each runs f on every move, Workers at a time, and returns the first error.

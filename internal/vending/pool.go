@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -208,11 +207,11 @@ func (r *Reconciler) update(ctx context.Context, t *registry.Tenant) (*registry.
 	if _, err := r.d.Deployer.Wait(ctx, t.Operation); err != nil {
 		var oe *stacksets.OperationError
 		if errors.As(err, &oe) {
-			reason := oe.Accounts[t.AccountID]
-			if reason == "" {
-				reason = oe.Reason
+			reason, err := r.instanceFailure(ctx, t, oe)
+			if err != nil {
+				return nil, err
 			}
-			return r.fail(ctx, t, fmt.Sprintf("update to %s: stack instance %s: %s", rel.Version, strings.ToLower(oe.Status), reason))
+			return r.fail(ctx, t, fmt.Sprintf("update to %s: %s", rel.Version, reason))
 		}
 		if isNotFound(err) {
 			return r.d.Registry.Update(ctx, t, registry.Change{Mutate: func(n *registry.Tenant) { n.Operation = "" }})

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -46,6 +45,11 @@ type Deployer interface {
 	Wait(ctx context.Context, opID string) (stacksets.Result, error)
 	// InstanceOutputs returns the outputs of the account's stack.
 	InstanceOutputs(ctx context.Context, account, region string) (map[string]string, error)
+	// StackFailure returns why the account's member stack failed, from its
+	// events: each failed resource's ResourceStatusReason, most relevant
+	// first, or "" when none failed; a missing instance or stack wraps
+	// stacksets.ErrNotFound.
+	StackFailure(ctx context.Context, account, region string) (string, error)
 }
 
 // Prober checks that a new account is usable (package vending's readiness
@@ -554,7 +558,11 @@ func (r *Reconciler) Params(t *registry.Tenant, rel Release) map[string]string {
 }
 
 // deploy creates the stack instance, waits for it, and records the endpoint.
+// A retried deployment first clears what the failed one left (resetDeploy).
 func (r *Reconciler) deploy(ctx context.Context, t *registry.Tenant) (*registry.Tenant, error) {
+	if needsReset(t) {
+		return r.resetDeploy(ctx, t)
+	}
 	op := t.Operation
 	if op == "" || t.Attributes[attrDeployRelease] == "" {
 		attempt := attemptOf(t)
@@ -600,11 +608,11 @@ func (r *Reconciler) deploy(ctx context.Context, t *registry.Tenant) (*registry.
 	if _, err := r.d.Deployer.Wait(ctx, op); err != nil {
 		var oe *stacksets.OperationError
 		if errors.As(err, &oe) {
-			reason := oe.Accounts[t.AccountID]
-			if reason == "" {
-				reason = oe.Reason
+			reason, err := r.instanceFailure(ctx, t, oe)
+			if err != nil {
+				return nil, err
 			}
-			return r.fail(ctx, t, fmt.Sprintf("stack instance %s: %s", strings.ToLower(oe.Status), reason))
+			return r.fail(ctx, t, reason)
 		}
 		if errors.Is(err, stacksets.ErrNotFound) {
 			// The recorded operation is unknown: issue the deploy again.
@@ -652,7 +660,8 @@ func (r *Reconciler) deploy(ctx context.Context, t *registry.Tenant) (*registry.
 }
 
 // Retry restarts a FAILED tenant at the step that failed. A failed deploy
-// gets a new operation id; a failed account creation makes a new request.
+// gets a new operation id, and starts from a clean account (resetDeploy);
+// a failed account creation makes a new request.
 func (r *Reconciler) Retry(ctx context.Context, id, actor, reason string) (*registry.Tenant, error) {
 	return Retry(ctx, r.d.Registry, id, actor, reason)
 }

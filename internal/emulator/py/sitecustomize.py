@@ -51,6 +51,34 @@
 # 9. moto's CloudFormation ignores an S3 bucket's
 #    PublicAccessBlockConfiguration, so a bucket the template blocks from
 #    the public reads back as having no public access block at all.
+#
+# 10. A stack instance whose stack fails in its member account. moto creates
+#    the member stack inside the CreateStackInstances call itself: a resource
+#    the service refuses (a bucket name taken in another account) makes the
+#    call answer an HTTP error, records no operation and no instance, and
+#    leaves the member stack half-created in CREATE_IN_PROGRESS, so a later
+#    attempt collides with it. In AWS the call succeeds and the operation
+#    ends FAILED: ListStackSetOperationResults gives the account FAILED with
+#    the stack's status reason ("The following resource(s) failed to
+#    create: [Bucket]. Delete requested by user."), the instance is listed
+#    OUTDATED with DetailedStatus FAILED and that StatusReason, and the
+#    member stack, created by StackSets with OnFailure DELETE, records the
+#    failing resource's CREATE_FAILED event with the service's refusal
+#    (ResourceStatusReason), deletes whatever was created (but keeps what
+#    has DeletionPolicy Retain, as CloudFormation does) and ends
+#    DELETE_COMPLETE, readable by its stack id ("view the events for the
+#    stack, which will have a status of DELETED (for failed create
+#    operations)", the StackSets troubleshooting guide). The patch does that.
+#    The operation fails when any instance fails (silo deploys with a
+#    failure tolerance of 0; the tolerance is not modelled). Afterwards, as
+#    in AWS: UpdateStackInstances (or UpdateStackSet) on the failed instance
+#    creates its stack again, with the stack set's current template (and
+#    the operation the call answers with reports a new failure);
+#    DeleteStackInstances removes the instance (its stack is gone already);
+#    CreateStackInstances skips an account and region that already have an
+#    instance instead of creating a second one (moto fixed this upstream
+#    after 5.2.1, getmoto/moto#10171). Checked through the Go SDK by
+#    internal/emulator's stackfail_test.go.
 import copy as _copy
 import sys as _sys
 import threading as _threading
@@ -399,6 +427,276 @@ def _install_bucket_public_access_block():
     FakeBucket.create_from_cloudformation_json = classmethod(create_from_cloudformation_json)
 
 
+def _install_failed_stack_instances():
+    try:
+        from moto.cloudformation import models as _cfn_models
+        from moto.cloudformation import parsing as _parsing
+        from moto.cloudformation.models import Event, StackInstance, StackSet, cloudformation_backends
+        from moto.cloudformation.responses import CloudFormationResponse
+        from moto.core.exceptions import ServiceException
+    except Exception as exc:
+        _sys.stderr.write("silo: moto failed stack instance patch not installed: %r\n" % (exc,))
+        return
+
+    state = _threading.local()
+    original_create = _parsing.parse_and_create_resource
+
+    def parse_and_create_resource(logical_id, resource_json, resources_map, account_id, region_name):
+        # Resources are created lazily, one inside another when it refers to
+        # it: the innermost call that fails names the resource to blame.
+        try:
+            return original_create(logical_id, resource_json, resources_map, account_id, region_name)
+        except Exception as exc:
+            if getattr(exc, "_silo_resource", None) is None:
+                try:
+                    exc._silo_resource = (logical_id, resource_json.get("Type", ""))
+                except Exception:
+                    pass
+            raise
+
+    _parsing.parse_and_create_resource = parse_and_create_resource
+
+    def refusal(exc, resource_type=""):
+        """What the service said, as CloudFormation reports it in a
+        resource event: the message, then the service and error code."""
+        if isinstance(exc, ServiceException):
+            code, message = exc.code, exc.message
+        elif isinstance(getattr(exc, "error_type", None), str):
+            code, message = exc.error_type, getattr(exc, "message", "") or str(exc)
+        elif len(exc.args) == 2 and all(isinstance(a, str) for a in exc.args):
+            code, message = exc.args  # moto's ValueError(code, message)
+        else:
+            code, message = type(exc).__name__, str(exc) or repr(exc)
+        parts = resource_type.split("::")
+        service = parts[1] if len(parts) == 3 else ""
+        detail = "; ".join(p for p in ("Service: " + service if service else "", "Error Code: %s" % code if code else "") if p)
+        return "%s (%s)" % (message, detail) if detail else message
+
+    class NoOutputs(dict):
+        """The outputs of a stack that failed: none. moto evaluates
+        outputs lazily and would create the deleted resources again."""
+
+        @property
+        def exports(self):
+            return []
+
+    def fail_stack(backend, stack, exc, live):
+        """Roll a member stack whose creation failed back the way StackSets
+        (OnFailure DELETE) do, and return the stack's status reason."""
+        logical, rtype = getattr(exc, "_silo_resource", None) or (None, "")
+        rmap = stack.resource_map
+        templates = rmap._resource_json_map
+        created = [(lid, res) for lid, res in list(rmap._parsed_resources.items())
+                   if lid in templates and res is not None and not isinstance(res, (str, dict))]
+
+        def event(lid, rtype_, pid, status, why=None):
+            stack.events.append(Event(stack_id=stack.stack_id, stack_name=stack.name, logical_resource_id=lid,
+                                      physical_resource_id=pid, resource_type=rtype_, resource_status=status,
+                                      resource_status_reason=why, resource_properties=None))
+
+        def physical(res):
+            try:
+                return str(res.physical_resource_id)
+            except Exception:
+                return ""
+
+        for lid, res in created:
+            event(lid, templates[lid]["Type"], physical(res), "CREATE_IN_PROGRESS")
+            event(lid, templates[lid]["Type"], physical(res), "CREATE_COMPLETE")
+        if logical:
+            event(logical, rtype, "", "CREATE_IN_PROGRESS")
+            event(logical, rtype, "", "CREATE_FAILED", refusal(exc, rtype))
+            reason = "The following resource(s) failed to create: [%s]. Delete requested by user." % logical
+        else:
+            reason = refusal(exc)  # the template or its parameters, before any resource
+        stack._add_stack_event("DELETE_IN_PROGRESS", resource_status_reason=reason)
+        left = {}
+        for lid, res in reversed(created):
+            rtype_ = templates[lid]["Type"]
+            if templates[lid].get("DeletionPolicy") == "Retain":
+                # Kept, as CloudFormation keeps it (only RetainExceptOnCreate
+                # deletes what the failed operation created): it now belongs
+                # to no stack, and may be in the way of the next attempt.
+                rmap._parsed_resources.pop(lid, None)
+                event(lid, rtype_, physical(res), "DELETE_SKIPPED")
+                continue
+            event(lid, rtype_, physical(res), "DELETE_IN_PROGRESS")
+            try:
+                rmap._delete_resource(res, templates[lid])
+            except Exception as err:
+                left[lid] = templates[lid]
+                event(lid, rtype_, physical(res), "DELETE_FAILED", refusal(err, rtype_))
+                continue
+            rmap._parsed_resources.pop(lid, None)
+            event(lid, rtype_, physical(res), "DELETE_COMPLETE")
+        if logical:
+            event(logical, rtype, "", "DELETE_COMPLETE")
+        # What is left is all the stack still has (moto would create the
+        # others lazily on the next look at its resources).
+        rmap._resource_json_map = left
+        stack.output_map = NoOutputs()
+        stack.status = "DELETE_FAILED" if left else "DELETE_COMPLETE"
+        stack.status_reason = reason
+        stack._add_stack_event(stack.status)
+        if live and not left and stack.stack_id in backend.stacks:
+            backend.stacks.pop(stack.stack_id)
+            backend.deleted_stacks[stack.stack_id] = stack
+        return reason
+
+    class SiloStackInstance(StackInstance):
+        # moto's model metaclass files instances by the service named in
+        # the module path.
+        __module__ = "moto.cloudformation.models"
+        # failure is the instance's StatusReason when its stack failed.
+        failure = None
+        duplicate = False
+
+        def __init__(self, account_id, region_name, stackset_id, stack_name, name, template, parameters, permission_model):
+            self.account_id, self.region_name, self.stackset_id = account_id, region_name, stackset_id
+            self.stack_name, self.name, self.template = stack_name, name, template
+            self.parameters, self.permission_model, self.stack = parameters or [], permission_model, None
+            existing = getattr(state, "existing", None)
+            if existing is not None and (account_id, region_name) in existing:
+                # CreateStackInstances on an existing instance: skipped.
+                self.duplicate = True
+                return
+            backend = cloudformation_backends[account_id][region_name]
+            before = set(backend.stacks)
+            try:
+                super().__init__(account_id, region_name, stackset_id, stack_name, name, template, parameters, permission_model)
+            except Exception as exc:
+                stack = self.stack  # service-managed: a hidden stack
+                live = stack is None
+                if live:
+                    new = [s for sid, s in list(backend.stacks.items()) if sid not in before and s.name == "StackSet:" + name]
+                    stack = new[0] if new else None
+                self.stack = stack
+                self.failure = fail_stack(backend, stack, exc, live) if stack is not None else refusal(exc)
+
+        def delete(self):
+            if self.failure is None:
+                return super().delete()
+            stack = self.stack
+            if stack is None or stack.status == "DELETE_COMPLETE":
+                return  # rolled back and deleted when it failed
+            backend = cloudformation_backends[self.account_id][self.region_name]
+            if stack.stack_id in backend.stacks:
+                backend.delete_stack(stack.stack_id)
+            else:
+                stack.delete()
+
+        def to_dict(self):
+            if self.failure is None:
+                return super().to_dict()  # created, or skipped as a duplicate
+            out = {
+                "StackSetId": self.stackset_id,
+                "Region": self.region_name,
+                "Account": self.account_id,
+                "Status": "OUTDATED",
+                "StatusReason": self.failure,
+                "ParameterOverrides": self.parameters,
+                "StackInstanceStatus": {"DetailedStatus": "FAILED"},
+            }
+            if self.stack is not None:
+                out["StackId"] = self.stack.stack_id
+            return out
+
+    _cfn_models.StackInstance = SiloStackInstance
+
+    def record(operation, instances):
+        failed = {(i.account_id, i.region_name): i.failure for i in instances if i.failure is not None}
+        if failed:
+            operation["Status"] = "FAILED"
+            operation["SiloFailures"] = failed
+
+    original_create_instances = StackSet.create_stack_instances
+
+    def create_stack_instances(self, accounts, regions, deployment_targets, parameters):
+        before = list(self.instances.stack_instances)
+        state.existing = {(i.account_id, i.region_name) for i in before}
+        try:
+            op_id = original_create_instances(self, accounts, regions, deployment_targets, parameters)
+        finally:
+            state.existing = None
+        self.instances.stack_instances[:] = [i for i in self.instances.stack_instances if not getattr(i, "duplicate", False)]
+        new = [i for i in self.instances.stack_instances if not any(i is b for b in before)]
+        record(self.get_operation(op_id), new)
+        return op_id
+
+    StackSet.create_stack_instances = create_stack_instances
+
+    def param_values(params):
+        if isinstance(params, dict):
+            return dict(params)
+        return {p["ParameterKey"]: p["ParameterValue"] for p in params or [] if "ParameterValue" in p}
+
+    original_update_instances = StackSet.update_instances
+
+    def update_instances(self, accounts, regions, parameters):
+        retried = []
+        for account in accounts:
+            for region in regions:
+                old = self.instances.get_instance(account, region)
+                if old is None or getattr(old, "failure", None) is None:
+                    continue
+                # StackSets create a failed instance's stack again, with the
+                # stack set's current template and the instance's parameters
+                # (UsePreviousValue keeps the failed attempt's value).
+                values = param_values(old.parameters)
+                if isinstance(parameters, dict):
+                    values.update(parameters)
+                else:
+                    for p in parameters or []:
+                        if not p.get("UsePreviousValue") and "ParameterValue" in p:
+                            values[p["ParameterKey"]] = p["ParameterValue"]
+                if not values:
+                    values = dict(self.parameters or {})
+                new = SiloStackInstance(account, region, self.id, self.instances.stack_name, self.name, self.template,
+                                        [{"ParameterKey": k, "ParameterValue": v} for k, v in values.items()],
+                                        self.permission_model)
+                instances = self.instances.stack_instances
+                instances[next(n for n, i in enumerate(instances) if i is old)] = new
+                retried.append(new)
+        operation = original_update_instances(self, accounts, regions, parameters)
+        record(operation, retried)
+        state.retried = retried
+        return operation
+
+    StackSet.update_instances = update_instances
+
+    original_update = StackSet.update
+
+    def update(self, *args, **kwargs):
+        # UpdateStackSet runs its instances' update as an operation of its
+        # own and answers with another: that one reports the failures.
+        state.retried = []
+        try:
+            operation = original_update(self, *args, **kwargs)
+            record(operation, state.retried)
+            return operation
+        finally:
+            state.retried = []
+
+    StackSet.update = update
+
+    original_results = CloudFormationResponse.list_stack_set_operation_results
+
+    def list_stack_set_operation_results(self):
+        result = original_results(self)
+        operation = self.cloudformation_backend.list_stack_set_operation_results(
+            self._get_param("StackSetName"), self._get_param("OperationId"))
+        failed = operation.get("SiloFailures")
+        if failed:
+            for summary in result.result["Summaries"]:
+                reason = failed.get((summary["Account"], summary["Region"]))
+                summary["Status"] = "SUCCEEDED" if reason is None else "FAILED"
+                if reason is not None:
+                    summary["StatusReason"] = reason
+        return result
+
+    CloudFormationResponse.list_stack_set_operation_results = list_stack_set_operation_results
+
+
 def _run(*patches):
     # One broken patch must not keep the others out.
     out = []
@@ -413,5 +711,5 @@ def _run(*patches):
 _installed = _run(
     _install, _install_kms_tags, _install_secret_resource, _install_lambda_code_from_org_bucket,
     _install_update_keeps_resources, _install_real_resource_arns, _install_json_access_denied,
-    _install_member_role_admin, _install_bucket_public_access_block,
+    _install_member_role_admin, _install_bucket_public_access_block, _install_failed_stack_instances,
 )
