@@ -264,28 +264,28 @@ func NewTenantID(name string) string {
 	return Slug(name, maxSlugLen) + "-" + randomSuffix()
 }
 
-// Slug makes a readable, lowercase ASCII slug of at most max characters
+// Slug makes a readable, lowercase ASCII slug of at most limit characters
 // from a name: letters are folded to ASCII (accents dropped, ß → ss,
-// Greek and Cyrillic transliterated; see fold.go), every run of anything else
-// becomes one hyphen, and a name too long is cut after its last whole word
+// Greek and Cyrillic transliterated; see fold.go), every run of anything
+// else becomes one hyphen, and a name too long is cut after its last whole word
 // that fits ("International Business Machines Corporation" → at 23,
-// "international-business"); only a first word longer than max is cut
+// "international-business"); only a first word longer than limit is cut
 // inside. A name with nothing usable gives "tenant".
-func Slug(name string, max int) string {
+func Slug(name string, limit int) string {
 	var b strings.Builder
 	for _, w := range words(name) {
 		if b.Len() == 0 {
-			b.WriteString(w[:min(len(w), max)])
+			b.WriteString(w[:min(len(w), limit)])
 			continue
 		}
-		if b.Len()+1+len(w) > max {
+		if b.Len()+1+len(w) > limit {
 			break
 		}
 		b.WriteByte('-')
 		b.WriteString(w)
 	}
 	if b.Len() == 0 {
-		return fallbackSlug[:min(len(fallbackSlug), max)]
+		return fallbackSlug[:min(len(fallbackSlug), limit)]
 	}
 	return b.String()
 }
