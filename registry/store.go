@@ -216,7 +216,7 @@ func (s *Store) CreateWith(ctx context.Context, spec Spec, actor string, mutate 
 
 func (s *Store) create(ctx context.Context, spec Spec, key, actor string, mutate func(*Tenant)) (t *Tenant, created bool, err error) {
 	spec = spec.Normalize()
-	if err := spec.Validate(); err != nil {
+	if err := spec.ValidateNew(); err != nil {
 		return nil, false, err
 	}
 	if key != "" {

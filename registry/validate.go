@@ -22,12 +22,14 @@ func (e *FieldError) Error() string { return e.Field + ": " + e.Problem }
 // Is makes errors.Is(err, ErrInvalid) true.
 func (e *FieldError) Is(target error) bool { return target == ErrInvalid }
 
-// ValidateID checks a tenant id: a slug of 3–40 lowercase letters, digits and
-// hyphens that neither starts nor ends with a hyphen.
+// ValidateID checks a tenant id: a slug of MinIDLen to MaxIDLen (3–40)
+// lowercase letters, digits and hyphens that neither starts nor ends with
+// a hyphen. It accepts every id silo ever handed out; a new tenant's id must
+// also be within the budget (ValidateNewID, names.go).
 func ValidateID(id string) error {
 	switch {
-	case len(id) < 3 || len(id) > 40:
-		return &FieldError{"id", fmt.Sprintf("must be 3 to 40 characters, got %d", utf8.RuneCountInString(id))}
+	case len(id) < MinIDLen || len(id) > MaxIDLen:
+		return &FieldError{"id", fmt.Sprintf("must be %d to %d characters, got %d", MinIDLen, MaxIDLen, utf8.RuneCountInString(id))}
 	case id[0] == '-' || id[len(id)-1] == '-':
 		return &FieldError{"id", fmt.Sprintf("%q must not start or end with a hyphen", id)}
 	}
@@ -54,9 +56,15 @@ func (s Spec) Normalize() Spec {
 
 // Validate checks every field and returns all problems at once (joined),
 // each a *FieldError matching ErrInvalid.
-func (s Spec) Validate() error {
+func (s Spec) Validate() error { return s.validate(ValidateID) }
+
+// ValidateNew is Validate for a tenant about to be created: its id must
+// also be within the budget of new ids (MaxNewIDLen).
+func (s Spec) ValidateNew() error { return s.validate(ValidateNewID) }
+
+func (s Spec) validate(validateID func(string) error) error {
 	var errs []error
-	if err := ValidateID(s.ID); err != nil {
+	if err := validateID(s.ID); err != nil {
 		errs = append(errs, err)
 	}
 	if err := validateName(s.Name); err != nil {
@@ -81,13 +89,19 @@ func (s Spec) Validate() error {
 	return errors.Join(errs...)
 }
 
+// MaxNameLen bounds a tenant's name, in characters. Registered company
+// names run long ("… Gesellschaft mit beschränkter Haftung & Co.
+// Kommanditgesellschaft"); the name is only stored and shown, the id
+// derived from it is short whatever its length.
+const MaxNameLen = 256
+
 func validateName(name string) error {
 	if !utf8.ValidString(name) {
 		return &FieldError{"name", "is not valid UTF-8"}
 	}
 	n := utf8.RuneCountInString(name)
-	if n < 1 || n > 100 {
-		return &FieldError{"name", fmt.Sprintf("must be 1 to 100 characters, got %d", n)}
+	if n < 1 || n > MaxNameLen {
+		return &FieldError{"name", fmt.Sprintf("must be 1 to %d characters, got %d", MaxNameLen, n)}
 	}
 	for _, r := range name {
 		if !unicode.IsPrint(r) {

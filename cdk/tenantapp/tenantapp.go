@@ -28,6 +28,7 @@ import (
 	"github.com/aws/jsii-runtime-go"
 
 	app "github.com/silo-saas/silo/internal/tenantapp"
+	"github.com/silo-saas/silo/registry"
 )
 
 // StackName is the construct id of the stack (StackSets name the real stack).
@@ -105,9 +106,11 @@ func NewStack(scope constructs.Construct, id string) awscdk.Stack {
 		return awscdk.NewCfnParameter(stack, jsii.String(name), p)
 	}
 	tenantID := param(ParamTenantID, "Tenant id; names the function, table, bucket and secret", func(p *awscdk.CfnParameterProps) {
-		// Lower case: it is part of the bucket name.
-		p.AllowedPattern = jsii.String("^[a-z0-9][a-z0-9-]{0,30}[a-z0-9]$")
-		p.ConstraintDescription = jsii.String("2-32 lower-case letters, digits and hyphens")
+		// The ids of the registry's budget: lower case (it is part of the
+		// bucket name) and short enough for every name below in every
+		// region (registry/names.go).
+		p.AllowedPattern = jsii.String(registry.NewIDPattern())
+		p.ConstraintDescription = jsii.String(registry.NewIDRule())
 	}).ValueAsString()
 	appVersion := param(ParamAppVersion, "Application release version", nil).ValueAsString()
 	tier := param(ParamTier, "Service tier; sets the API throttling", func(p *awscdk.CfnParameterProps) {
@@ -122,6 +125,8 @@ func NewStack(scope constructs.Construct, id string) awscdk.Stack {
 	awscdk.Tags_Of(stack).Add(jsii.String(TagTenant), tenantID, nil)
 	awscdk.Tags_Of(stack).Add(jsii.String(TagVersion), appVersion, nil)
 
+	// Names derived from the tenant id are the registry's patterns, whose
+	// lengths set the id budget.
 	name := func(pattern string) *string { return awscdk.Fn_Sub(jsii.String(pattern), nil) }
 
 	// Removal policies: the key, table, bucket and secret are RETAINed. A
@@ -149,7 +154,7 @@ func NewStack(scope constructs.Construct, id string) awscdk.Stack {
 	}), jsii.Bool(false))
 
 	table := awsdynamodb.NewTable(stack, jsii.String("Table"), &awsdynamodb.TableProps{
-		TableName: name("silo-${TenantId}-data"),
+		TableName: name(registry.TableNamePattern),
 		// The key schema is the app's (internal/tenantapp): one string key.
 		PartitionKey:  &awsdynamodb.Attribute{Name: jsii.String(app.TableKey), Type: awsdynamodb.AttributeType_STRING},
 		BillingMode:   awsdynamodb.BillingMode_PAY_PER_REQUEST,
@@ -163,7 +168,7 @@ func NewStack(scope constructs.Construct, id string) awscdk.Stack {
 
 	bucket := awss3.NewBucket(stack, jsii.String("Bucket"), &awss3.BucketProps{
 		// Bucket names are global: the account and region make it unique.
-		BucketName:        name("silo-${TenantId}-${AWS::AccountId}-${AWS::Region}"),
+		BucketName:        name(registry.BucketNamePattern),
 		Encryption:        awss3.BucketEncryption_KMS,
 		EncryptionKey:     key,
 		BucketKeyEnabled:  jsii.Bool(true),
@@ -174,7 +179,7 @@ func NewStack(scope constructs.Construct, id string) awscdk.Stack {
 	})
 
 	secret := awssecretsmanager.NewSecret(stack, jsii.String("SigningSecret"), &awssecretsmanager.SecretProps{
-		SecretName:    name("silo/${TenantId}/signing"),
+		SecretName:    name(registry.SecretNamePattern),
 		Description:   jsii.String("The app's signing material"),
 		EncryptionKey: key,
 		GenerateSecretString: &awssecretsmanager.SecretStringGenerator{
@@ -184,10 +189,10 @@ func NewStack(scope constructs.Construct, id string) awscdk.Stack {
 		RemovalPolicy: awscdk.RemovalPolicy_RETAIN,
 	})
 
-	functionName := name("silo-${TenantId}-app")
+	functionName := name(registry.FunctionNamePattern)
 	logGroup := awslogs.NewLogGroup(stack, jsii.String("FunctionLogs"), &awslogs.LogGroupProps{
 		// The name Lambda writes to, so no other log group appears.
-		LogGroupName:  name("/aws/lambda/silo-${TenantId}-app"),
+		LogGroupName:  name(registry.LogGroupNamePattern),
 		Retention:     awslogs.RetentionDays_ONE_MONTH,
 		EncryptionKey: key,
 		RemovalPolicy: awscdk.RemovalPolicy_DESTROY,
@@ -247,7 +252,7 @@ func NewStack(scope constructs.Construct, id string) awscdk.Stack {
 	api := awsapigateway.NewLambdaRestApi(stack, jsii.String("Api"), &awsapigateway.LambdaRestApiProps{
 		Handler:     fn,
 		Proxy:       jsii.Bool(false),
-		RestApiName: name("silo-${TenantId}"),
+		RestApiName: name(registry.RestAPINamePattern),
 		Description: name("silo tenant ${TenantId}"),
 		// Not the account-wide AWS::ApiGateway::Account: the tenant stack
 		// must not own account settings.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -49,14 +50,29 @@ func (p *prFlags) register(cmd *cobra.Command) {
 	_ = cmd.MarkFlagRequired("pr")
 }
 
-// target is the API client and the preview id a command acts on.
-func (p *prFlags) target(f *apiFlags) (*api.Client, string, error) {
+// target is the API client and the preview id a command acts on: the
+// PR's preview id, or the longer one a preview made before ids had a length
+// budget still lives under (preview.LegacyPreviewID), as long as it does.
+func (p *prFlags) target(ctx context.Context, f *apiFlags) (*api.Client, string, error) {
 	c, err := f.client()
 	if err != nil {
 		return nil, "", err
 	}
 	id, err := p.id()
-	return c, id, err
+	if err != nil {
+		return nil, "", err
+	}
+	if legacy := preview.LegacyPreviewID(p.repo, p.pr); legacy != "" {
+		pv, err := c.Preview(ctx, legacy)
+		var ae *api.Error
+		switch {
+		case err == nil && pv.Phase != preview.PhaseReleased:
+			return c, legacy, nil
+		case err != nil && (!errors.As(err, &ae) || ae.Status != http.StatusNotFound):
+			return nil, "", err
+		}
+	}
+	return c, id, nil
 }
 
 func (p *prFlags) id() (string, error) {
@@ -362,7 +378,7 @@ func newPreviewDownCmd(f *apiFlags) *cobra.Command {
 		Short: "Release a PR's preview (its account is reset and returned to the pool)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, id, err := p.target(f)
+			c, id, err := p.target(cmd.Context(), f)
 			if err != nil {
 				return err
 			}
@@ -402,7 +418,7 @@ func newPreviewExtendCmd(f *apiFlags) *cobra.Command {
 		Short: "Lengthen a preview's lease (its end may be at most 72h from now)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, id, err := p.target(f)
+			c, id, err := p.target(cmd.Context(), f)
 			if err != nil {
 				return err
 			}

@@ -8,8 +8,6 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-
-	"github.com/silo-saas/silo/registry"
 )
 
 // FuzzDecodeSignup: decoding a signup body never panics; it either yields a
@@ -60,28 +58,4 @@ func FuzzDecodeSignup(f *testing.F) {
 			t.Fatalf("round trip (-first +second):\n%s", diff)
 		}
 	})
-}
-
-func TestSlug(t *testing.T) {
-	tests := []struct{ name, want string }{
-		{"Acme Corp", "acme-corp"},
-		{"  --Acme   Corp!!  ", "acme-corp"},
-		{"Ünïcødé GmbH", "n-c-d-gmbh"},
-		{"日本", "tenant"},
-		{"", "tenant"},
-		{"A", "a"},
-		{"The Quite Extraordinarily Long Company Name International", "the-quite-extraordinarily-long-co"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			got := slug(tc.name)
-			if got != tc.want {
-				t.Errorf("slug(%q) = %q, want %q", tc.name, got, tc.want)
-			}
-			id := tenantID(tc.name)
-			if err := registry.ValidateID(id); err != nil {
-				t.Errorf("tenant id %q: %v", id, err)
-			}
-		})
-	}
 }

@@ -2,7 +2,6 @@ package api
 
 import (
 	"bytes"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -143,13 +142,14 @@ func (a *API) signup(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// create calls the registry with a derived id. A fresh random suffix per
-// attempt is fine: the registry's replay ignores the id. An id collision
-// (the same name twice, and an unlucky suffix) is retried with another.
+// create calls the registry with an id derived from the name
+// (registry.NewTenantID). A fresh random suffix per attempt is fine: the
+// registry's replay ignores the id. An id collision (the same name twice,
+// and an unlucky suffix) is retried with another.
 func (a *API) create(r *http.Request, req SignupRequest, key string) (*registry.Tenant, bool, error) {
 	spec := registry.Spec{Name: req.Name, Email: req.Email, Tier: registry.Tier(req.Tier), Region: req.Region, Kind: registry.KindTenant}
 	for attempt := 0; ; attempt++ {
-		spec.ID = tenantID(req.Name)
+		spec.ID = registry.NewTenantID(req.Name)
 		t, created, err := a.d.Registry.Create(r.Context(), spec, key, "signup")
 		switch {
 		case err == nil:
@@ -173,56 +173,4 @@ func problemOf(err error) string {
 		return fe.Problem
 	}
 	return "is invalid"
-}
-
-// Tenant ids are a slug of the name plus "-" and a random suffix, within
-// registry.ValidateID's 3–40 characters.
-const (
-	suffixLen  = 6
-	maxSlugLen = 40 - 1 - suffixLen
-)
-
-const suffixAlphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
-
-func tenantID(name string) string {
-	return slug(name) + "-" + randomSuffix()
-}
-
-// slug keeps ASCII letters and digits of name, lowercased, with runs of
-// anything else turned into one hyphen. A name with nothing usable becomes
-// "tenant".
-func slug(name string) string {
-	var b strings.Builder
-	hyphen := false
-	for _, r := range strings.ToLower(name) {
-		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
-			if hyphen && b.Len() > 0 {
-				b.WriteByte('-')
-			}
-			hyphen = false
-			b.WriteRune(r)
-			if b.Len() >= maxSlugLen {
-				break
-			}
-			continue
-		}
-		hyphen = true
-	}
-	s := strings.Trim(b.String(), "-")
-	if len(s) > maxSlugLen {
-		s = strings.TrimRight(s[:maxSlugLen], "-")
-	}
-	if s == "" {
-		s = "tenant"
-	}
-	return s
-}
-
-func randomSuffix() string {
-	b := make([]byte, suffixLen)
-	_, _ = rand.Read(b) // never fails (crypto/rand)
-	for i := range b {
-		b[i] = suffixAlphabet[int(b[i])%len(suffixAlphabet)]
-	}
-	return string(b)
 }

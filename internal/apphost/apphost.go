@@ -44,9 +44,10 @@ import (
 // ErrClosed is returned by Endpoint once the host is closed.
 var ErrClosed = errors.New("apphost: closed")
 
-// FunctionName is the tenant function the stack creates (cdk/tenantapp);
-// its environment is the app's configuration.
-func FunctionName(tenantID string) string { return "silo-" + tenantID + "-app" }
+// FunctionName is the tenant function the stack creates (cdk/tenantapp,
+// named by registry.FunctionNamePattern); its environment is the app's
+// configuration.
+func FunctionName(tenantID string) string { return registry.FunctionName(tenantID) }
 
 // lambdaAPI is the one Lambda call the host makes, in the tenant's account.
 type lambdaAPI interface {

@@ -16,6 +16,13 @@ var regions = []string{
 	"sa-east-1", "us-east-1", "us-east-2", "us-west-1", "us-west-2",
 }
 
+// MaxRegionLen is the length of the longest codes in regions (every
+// ap-northeast-N and ap-southeast-N). Names that carry a region are sized
+// for it (registry.MaxNewIDLen); a test keeps it equal to the list's
+// longest, so a longer new region shows up as a smaller id budget, not as
+// a tenant whose bucket name AWS refuses.
+const MaxRegionLen = 14
+
 // KnownRegion reports whether code is a commercial AWS region.
 func KnownRegion(code string) bool { return slices.Contains(regions, code) }
 

@@ -4,8 +4,6 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -191,36 +189,31 @@ func ValidatePR(pr int) error {
 	return nil
 }
 
-// PreviewID is the tenant id of a repository's PR preview: "pr<N>-<name>-<hash>",
-// where name is the repository's name made a slug (at most 16 characters)
-// and hash six hex digits of the whole "owner/name", so two owners' repos
-// of one name never share an id.
+// PreviewID is the tenant id of a repository's PR preview,
+// "pr<N>-<name>-<hash>" (registry.PreviewID): the repository's name made a
+// slug, cut to fit the id budget, and six hex digits of the whole
+// "owner/name", so two owners' repos of one name never share an id.
 func PreviewID(repo string, pr int) (string, error) {
 	if err := errors.Join(ValidateRepo(repo), ValidatePR(pr)); err != nil {
 		return "", err
 	}
-	sum := sha256.Sum256([]byte(strings.ToLower(repo)))
-	name := strings.ToLower(repo[strings.IndexByte(repo, '/')+1:])
-	var b strings.Builder
-	dash := false
-	for _, r := range name {
-		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
-			b.WriteRune(r)
-			dash = false
-		} else if !dash && b.Len() > 0 {
-			b.WriteByte('-')
-			dash = true
-		}
+	id := registry.PreviewID(repo, pr)
+	return id, registry.ValidateNewID(id)
+}
+
+// LegacyPreviewID is the id a PR's preview got before ids had a length
+// budget, when it differs from PreviewID (a PR number of five digits or
+// more and a long repository name); "" otherwise, or for a bad repo or PR.
+// A preview made under it keeps it while it lives: Up finds it by this id
+// too, and the CLI asks for it before the new one.
+func LegacyPreviewID(repo string, pr int) string {
+	if errors.Join(ValidateRepo(repo), ValidatePR(pr)) != nil {
+		return ""
 	}
-	slug := strings.Trim(b.String(), "-")
-	if len(slug) > 16 {
-		slug = strings.Trim(slug[:16], "-")
+	if legacy := registry.LegacyPreviewID(repo, pr); legacy != registry.PreviewID(repo, pr) {
+		return legacy
 	}
-	id := fmt.Sprintf("pr%d-%s", pr, hex.EncodeToString(sum[:3]))
-	if slug != "" {
-		id = fmt.Sprintf("pr%d-%s-%s", pr, slug, hex.EncodeToString(sum[:3]))
-	}
-	return id, registry.ValidateID(id)
+	return ""
 }
 
 func shorten(s string) string {
@@ -256,6 +249,9 @@ func (m *Manager) checkArtifact(code []byte) error {
 func (m *Manager) Up(ctx context.Context, req UpRequest) (*Preview, error) {
 	id, err := PreviewID(req.Repo, req.PR)
 	if err != nil {
+		return nil, err
+	}
+	if id, err = m.existingLegacy(ctx, id, req.Repo, req.PR); err != nil {
 		return nil, err
 	}
 	if req.TTL == 0 {
@@ -355,6 +351,27 @@ func (m *Manager) Up(ctx context.Context, req UpRequest) (*Preview, error) {
 	// The build this request asked for, whatever later ups do to Release.
 	p.Build = rel.Version
 	return p, nil
+}
+
+// existingLegacy returns the PR's preview id to use: its legacy id when a
+// preview made before the id budget still lives under it (it keeps its
+// account and its id until it is released), id otherwise. A released
+// (CLOSED) legacy preview is not reopened: the PR starts afresh under id.
+func (m *Manager) existingLegacy(ctx context.Context, id, repo string, pr int) (string, error) {
+	legacy := LegacyPreviewID(repo, pr)
+	if legacy == "" {
+		return id, nil
+	}
+	t, err := m.d.Registry.Get(ctx, legacy)
+	switch {
+	case errors.Is(err, registry.ErrNotFound):
+		return id, nil
+	case err != nil:
+		return "", err
+	case t.Kind == registry.KindPreview && t.State != registry.StateClosed:
+		return legacy, nil
+	}
+	return id, nil
 }
 
 // viewQueued is view with the queue position of a waiting preview.

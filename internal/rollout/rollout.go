@@ -564,7 +564,7 @@ func (e *Engine) step(ctx context.Context, r *registry.Rollout) (bool, error) {
 			now := e.now()
 			nw := &n.Waves[n.Current]
 			nw.Phase, nw.StartedAt = registry.WaveDeploying, &now
-			nw.Operation = fmt.Sprintf("silo-rollout-%s-w%d", n.ID, n.Current+1)
+			nw.Operation = registry.RolloutOperationID(n.ID, n.Current+1)
 			n.Notes = append(n.Notes, registry.Note{At: now, Text: fmt.Sprintf("wave %s: updating %d tenants (at most %d at once, %d may fail)", nw.Name, nw.Tenants, nw.MaxConcurrency, nw.FailureTolerance)})
 		})
 		return false, err
@@ -843,7 +843,7 @@ func (e *Engine) apply(ctx context.Context, r *registry.Rollout, op string, move
 	for _, region := range regions {
 		opID := op
 		if len(regions) > 1 {
-			opID += "-" + region
+			opID = registry.RegionalOperationID(op, region)
 		}
 		params := map[string]map[string]string{}
 		for _, m := range byRegion[region] {
@@ -1332,7 +1332,7 @@ func (e *Engine) rollback(ctx context.Context, r *registry.Rollout) error {
 		if err != nil {
 			return fmt.Errorf("roll back to %s: %w", from, err)
 		}
-		op := fmt.Sprintf("silo-rollout-%s-back%d", r.ID, i+1)
+		op := registry.RollbackOperationID(r.ID, i+1)
 		var mu sync.Mutex
 		var moves []move
 		err = e.each(ctx, asMoves(byFrom[from]), func(ctx context.Context, m move) error {

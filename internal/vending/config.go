@@ -10,6 +10,7 @@
 package vending
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -96,25 +97,31 @@ func (c Config) validate() error {
 			missing = append(missing, name)
 		}
 	}
-	if !strings.Contains(c.EmailPattern, "{tenant}") {
-		missing = append(missing, "EmailPattern with {tenant}")
-	}
 	if (c.HostedZoneID == "") != (c.TenantDomain == "") {
 		missing = append(missing, "both HostedZoneID and TenantDomain (or neither)")
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("vending config: missing %s", strings.Join(missing, ", "))
 	}
+	// The names made from these must fit AWS's limits for every tenant's
+	// id, however long (registry/names.go).
+	bad := []error{registry.CheckEmailPattern(c.EmailPattern), registry.CheckAccountPrefix(c.AccountPrefix)}
+	if c.TenantDomain != "" {
+		bad = append(bad, registry.CheckTenantDomain(c.TenantDomain))
+	}
+	if err := errors.Join(bad...); err != nil {
+		return fmt.Errorf("vending config: %w", err)
+	}
 	return nil
 }
 
 // Email returns the root email of a tenant's account.
-func (c Config) Email(tenant string) string {
-	return strings.ReplaceAll(c.EmailPattern, "{tenant}", tenant)
-}
+func (c Config) Email(tenant string) string { return registry.AccountEmail(c.EmailPattern, tenant) }
 
 // AccountName returns the name of a tenant's account.
-func (c Config) AccountName(tenant string) string { return c.AccountPrefix + tenant }
+func (c Config) AccountName(tenant string) string {
+	return registry.AccountName(c.AccountPrefix, tenant)
+}
 
 // targetOU is where a tenant's account belongs while it serves.
 func (c Config) targetOU(t *registry.Tenant) string {

@@ -48,10 +48,8 @@ func (r *Reconciler) dnsEnabled() bool {
 	return r.cfg.HostedZoneID != "" && r.cfg.TenantDomain != "" && r.d.DNS != nil
 }
 
-// DNSName is the DNS name of tenant id under domain.
-func DNSName(id, domain string) string {
-	return strings.ToLower(id) + "." + strings.TrimSuffix(strings.ToLower(domain), ".")
-}
+// DNSName is the DNS name of tenant id under domain (registry.DNSName).
+func DNSName(id, domain string) string { return registry.DNSName(id, domain) }
 
 // wantsDNS reports whether t gets a DNS name: customer tenants do; previews
 // and pool accounts do not.

@@ -156,10 +156,7 @@ func setAttr(t *registry.Tenant, k, v string) {
 }
 
 func updateOpID(tenant, version string, attempt int) string {
-	if len(version) > 12 {
-		version = version[:12]
-	}
-	return fmt.Sprintf("silo-%s-update-%s-%d", tenant, version, attempt)
+	return registry.UpdateOperationID(tenant, version, attempt)
 }
 
 // update brings an UPDATING tenant's stack instance to its target release

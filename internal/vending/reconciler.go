@@ -542,10 +542,10 @@ func attemptOf(t *registry.Tenant) int {
 }
 
 func deployOpID(tenant string, attempt int) string {
-	return fmt.Sprintf("silo-%s-deploy-%d", tenant, attempt)
+	return registry.DeployOperationID(tenant, attempt)
 }
 func removeOpID(tenant string, attempt int) string {
-	return fmt.Sprintf("silo-%s-remove-%d", tenant, attempt)
+	return registry.RemoveOperationID(tenant, attempt)
 }
 
 // Params returns the stack instance parameters of a tenant on a release.
