@@ -28,8 +28,8 @@ package registry
 // the budget every new id is derived within (NewTenantID, PreviewID) and
 // that Store.Create enforces. Ids made before the budget (up to MaxIDLen)
 // stay valid for every lookup, and every name above except the template's
-// fits them too; the template's TenantId parameter accepts MaxNewIDLen
-// (NewIDPattern). A test derives each name of the committed template for the
+// fits them too; the template's TenantId parameter accepts every new id and
+// every id that was ever deployed (TemplateIDPattern). A test derives each name of the committed template for the
 // longest id and region and checks it against its service's rules.
 //
 // The account email and name depend on configuration; vending's Config
@@ -97,15 +97,24 @@ func FunctionName(id string) string { return Expand(FunctionNamePattern, id, "",
 // TableName is the name of the tenant app's table in its account.
 func TableName(id string) string { return Expand(TableNamePattern, id, "", "") }
 
-// NewIDPattern is the template's AllowedPattern for TenantId: the ids
-// ValidateNewID accepts.
-func NewIDPattern() string {
-	return fmt.Sprintf("^[a-z0-9][a-z0-9-]{%d,%d}[a-z0-9]$", MinIDLen-2, MaxNewIDLen-2)
+// MaxDeployedIDLen is the longest id the tenant template's TenantId
+// parameter has ever accepted (2–32 characters). Tenants created before the
+// budget with ids of 31 or 32 characters run in regions whose names are
+// short enough for their bucket name; their stack instances are updated
+// with every release, and an update whose parameter fails the pattern
+// fails. So the template keeps accepting them, while new ids stay within
+// MaxNewIDLen, which is what makes every name fit in every region.
+const MaxDeployedIDLen = 32
+
+// TemplateIDPattern is the template's AllowedPattern for TenantId: every
+// new id (ValidateNewID) and every id already deployed.
+func TemplateIDPattern() string {
+	return fmt.Sprintf("^[a-z0-9][a-z0-9-]{0,%d}[a-z0-9]$", MaxDeployedIDLen-2)
 }
 
-// NewIDRule says in words what NewIDPattern accepts.
-func NewIDRule() string {
-	return fmt.Sprintf("%d-%d lower-case letters, digits and hyphens, no hyphen first or last", MinIDLen, MaxNewIDLen)
+// TemplateIDRule says in words what TemplateIDPattern accepts.
+func TemplateIDRule() string {
+	return fmt.Sprintf("2-%d lower-case letters, digits and hyphens", MaxDeployedIDLen)
 }
 
 // ValidateNewID checks the id of a tenant about to be created: a valid id

@@ -158,7 +158,7 @@ func TestMaxRegionLenIsTheLongestRegion(t *testing.T) {
 }
 
 // TestTemplateNamesFitEveryRegion derives every name of the committed
-// tenant template for the longest id its TenantId parameter accepts, a
+// tenant template for the longest new id (the budget), a
 // 12-digit account and the longest regions, and checks each against its
 // service's rules. Raising the budget by one makes the bucket name 64
 // characters and fails it.
@@ -171,17 +171,21 @@ func TestTemplateNamesFitEveryRegion(t *testing.T) {
 		t.Fatal(err)
 	}
 	allowed := regexp.MustCompile(doc.Parameters["TenantId"].AllowedPattern)
-	if got, want := doc.Parameters["TenantId"].AllowedPattern, NewIDPattern(); got != want {
-		t.Fatalf("the committed template's TenantId pattern is %q, the budget's %q: run make synth", got, want)
+	if got, want := doc.Parameters["TenantId"].AllowedPattern, TemplateIDPattern(); got != want {
+		t.Fatalf("the committed template's TenantId pattern is %q, the registry's %q: run make synth", got, want)
 	}
-	for _, id := range longestIDs(MaxNewIDLen) {
-		if !allowed.MatchString(id) {
-			t.Fatalf("the template refuses %q, an id of the budget's %d characters", id, MaxNewIDLen)
+	// Every new id, and every id deployed before the budget, passes the
+	// parameter check; nothing longer ever did.
+	for _, n := range []int{MaxNewIDLen, MaxDeployedIDLen} {
+		for _, id := range longestIDs(n) {
+			if !allowed.MatchString(id) {
+				t.Fatalf("the template refuses %q, an id of %d characters", id, n)
+			}
 		}
 	}
-	for _, id := range longestIDs(MaxNewIDLen + 1) {
+	for _, id := range longestIDs(MaxDeployedIDLen + 1) {
 		if allowed.MatchString(id) {
-			t.Errorf("the template accepts %q, %d characters, over the budget", id, len(id))
+			t.Errorf("the template accepts %q, %d characters, longer than any id it ever deployed", id, len(id))
 		}
 	}
 
@@ -383,7 +387,7 @@ func TestNewTenantIDFitsTheBudget(t *testing.T) {
 		strings.Repeat("Ünïcødé Gesellschaft mit beschränkter Haftung ", 5)[:200],
 		strings.Repeat("x", MaxNameLen), "株式会社テスト", "Ελληνική Εταιρεία", "ООО Ромашка", "",
 	}
-	allowed := regexp.MustCompile(NewIDPattern())
+	allowed := regexp.MustCompile(TemplateIDPattern())
 	suffix := regexp.MustCompile(`-[a-z0-9]{6}$`)
 	for _, name := range names {
 		a, b := NewTenantID(name), NewTenantID(name)

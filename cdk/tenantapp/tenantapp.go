@@ -106,11 +106,13 @@ func NewStack(scope constructs.Construct, id string) awscdk.Stack {
 		return awscdk.NewCfnParameter(stack, jsii.String(name), p)
 	}
 	tenantID := param(ParamTenantID, "Tenant id; names the function, table, bucket and secret", func(p *awscdk.CfnParameterProps) {
-		// The ids of the registry's budget: lower case (it is part of the
-		// bucket name) and short enough for every name below in every
-		// region (registry/names.go).
-		p.AllowedPattern = jsii.String(registry.NewIDPattern())
-		p.ConstraintDescription = jsii.String(registry.NewIDRule())
+		// Lower case: it is part of the bucket name. New ids are within the
+		// registry's budget, short enough for every name below in every
+		// region; the pattern also accepts the longer ids of tenants
+		// deployed before the budget, so their updates keep passing
+		// (registry/names.go).
+		p.AllowedPattern = jsii.String(registry.TemplateIDPattern())
+		p.ConstraintDescription = jsii.String(registry.TemplateIDRule())
 	}).ValueAsString()
 	appVersion := param(ParamAppVersion, "Application release version", nil).ValueAsString()
 	tier := param(ParamTier, "Service tier; sets the API throttling", func(p *awscdk.CfnParameterProps) {
