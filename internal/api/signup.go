@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"net"
 	"net/http"
 	"strings"
 
@@ -50,6 +51,11 @@ func decodeJSON[T any](w http.ResponseWriter, r *http.Request, max int64) (T, er
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			return v, fail(http.StatusRequestEntityTooLarge, CodeBodyTooLarge, "the body is larger than %d bytes", max)
+		}
+		if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+			// The server's read timeout (ServerTimeouts.Read) cut a body
+			// that arrived too slowly.
+			return v, fail(http.StatusRequestTimeout, CodeRequestTimeout, "the body did not arrive in time; send it at once")
 		}
 		return v, fail(http.StatusBadRequest, CodeInvalidRequest, "the body could not be read")
 	}
