@@ -1,11 +1,8 @@
 package api
 
 import (
-	"bytes"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"mime"
 	"net"
@@ -60,40 +57,6 @@ func decodeJSON[T any](w http.ResponseWriter, r *http.Request, max int64) (T, er
 		return v, fail(http.StatusBadRequest, CodeInvalidRequest, "the body could not be read")
 	}
 	return decodeBody[T](body)
-}
-
-// decodeBody is decodeJSON's parsing half, separate so it can be fuzzed.
-func decodeBody[T any](body []byte) (T, error) {
-	var v T
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&v); err != nil {
-		return v, fail(http.StatusBadRequest, CodeInvalidJSON, "%s", jsonProblem(err))
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return v, fail(http.StatusBadRequest, CodeInvalidJSON, "the body has data after the JSON object")
-	}
-	return v, nil
-}
-
-// jsonProblem describes a decoding error without echoing the body.
-func jsonProblem(err error) string {
-	var syn *json.SyntaxError
-	var typ *json.UnmarshalTypeError
-	switch {
-	case errors.Is(err, io.EOF):
-		return "the body is empty; send a JSON object"
-	case errors.As(err, &syn):
-		return fmt.Sprintf("malformed JSON at byte %d", syn.Offset)
-	case errors.As(err, &typ):
-		if typ.Field != "" {
-			return fmt.Sprintf("field %s must be a %s", typ.Field, typ.Type)
-		}
-		return "the body must be a JSON object"
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return "unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field ")
-	}
-	return "malformed JSON"
 }
 
 // signup registers a tenant. Order of checks: the client's rate limit,
