@@ -76,8 +76,10 @@ func (a *API) signup(w http.ResponseWriter, r *http.Request) {
 		writeError(ctx, w, fail(http.StatusBadRequest, CodeIdempotencyKeyMissing, "the %s header is required", IdempotencyKeyHeader))
 		return
 	}
-	if err := registry.ValidateIdempotencyKey(key); err != nil {
-		writeError(ctx, w, fail(http.StatusBadRequest, CodeInvalidRequest, "%s header %s", IdempotencyKeyHeader, problemOf(err)))
+	if err := ValidateIdempotencyKey(key); err != nil {
+		e := fail(http.StatusBadRequest, CodeInvalidRequest, "%s header %s", IdempotencyKeyHeader, problemOf(err))
+		e.fields = []FieldProblem{{Field: IdempotencyKeyHeader, Problem: problemOf(err)}}
+		writeError(ctx, w, e)
 		return
 	}
 	req, err := decodeJSON[SignupRequest](w, r, a.o.MaxBody)
