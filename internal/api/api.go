@@ -24,6 +24,8 @@ import (
 type Store interface {
 	Create(ctx context.Context, spec registry.Spec, key, actor string) (*registry.Tenant, bool, error)
 	Get(ctx context.Context, id string) (*registry.Tenant, error)
+	GetRoute(ctx context.Context, id string) (*registry.Route, error)
+	GetServingRoute(ctx context.Context, id string) (*registry.Route, error)
 	List(ctx context.Context, state registry.State, o registry.ListOptions) (*registry.Page, error)
 	Transition(ctx context.Context, t *registry.Tenant, to registry.State, c registry.Change) (*registry.Tenant, error)
 	Update(ctx context.Context, t *registry.Tenant, c registry.Change) (*registry.Tenant, error)

@@ -80,7 +80,7 @@ func (s *syncBuffer) String() string {
 }
 
 // newFixture resets the emulator, creates a registry table "t" and an API on it.
-func newFixture(t *testing.T, o Options) *fixture {
+func newFixture(t testing.TB, o Options) *fixture {
 	t.Helper()
 	ctx := t.Context()
 	org := emu.ResetT(t)
@@ -96,7 +96,7 @@ func newFixture(t *testing.T, o Options) *fixture {
 	return newAPI(t, store, db, o)
 }
 
-func newAPI(t *testing.T, store *registry.Store, db *dynamodb.Client, o Options) *fixture {
+func newAPI(t testing.TB, store *registry.Store, db *dynamodb.Client, o Options) *fixture {
 	t.Helper()
 	iss, err := issuer.New(testIssuer, issuer.Options{Audience: Audience})
 	if err != nil {
@@ -149,7 +149,7 @@ func newAPI(t *testing.T, store *registry.Store, db *dynamodb.Client, o Options)
 }
 
 // token mints an operator token.
-func (f *fixture) token(t *testing.T, sub string, role Role) string {
+func (f *fixture) token(t testing.TB, sub string, role Role) string {
 	t.Helper()
 	tok, err := f.iss.Mint("", sub, time.Hour, map[string]any{RoleClaim: string(role)})
 	if err != nil {
@@ -169,7 +169,7 @@ type resp struct {
 	body   []byte
 }
 
-func (f *fixture) do(t *testing.T, r req) resp {
+func (f *fixture) do(t testing.TB, r req) resp {
 	t.Helper()
 	hr := httptest.NewRequest(r.method, r.path, strings.NewReader(r.body))
 	hr.RemoteAddr = "192.0.2.1:1234"
@@ -190,7 +190,7 @@ func (r resp) errorCode(t *testing.T) string {
 	return b.Error.Code
 }
 
-func decode[T any](t *testing.T, r resp) T {
+func decode[T any](t testing.TB, r resp) T {
 	t.Helper()
 	var v T
 	if err := json.Unmarshal(r.body, &v); err != nil {
@@ -239,7 +239,7 @@ func testKey(label string) string {
 }
 
 // signup makes a tenant through the API and returns its answer.
-func (f *fixture) signup(t *testing.T, key, name string) SignupResponse {
+func (f *fixture) signup(t testing.TB, key, name string) SignupResponse {
 	t.Helper()
 	body := strings.Replace(goodBody, "Acme Corp", name, 1)
 	r := f.do(t, signupReq(key, body))
