@@ -53,7 +53,7 @@ func jsonProblem(err error) string {
 }
 
 // maxJSONDepth bounds how deeply a request body may nest; no request
-// type goes past three levels.
+// type goes past two levels (an object holding a list).
 const maxJSONDepth = 32
 
 // checkStrict walks a request body's tokens once, before it is decoded,

@@ -34,8 +34,9 @@ const IdempotencyKeyHeader = "Idempotency-Key"
 // ReplayedHeader is "true" on a signup answer that replays an earlier one.
 const ReplayedHeader = "Idempotent-Replayed"
 
-// decodeJSON reads exactly one JSON object of type T from r's body, with
-// unknown fields refused and the size bounded by max.
+// decodeJSON reads exactly one JSON object of type T from r's body,
+// decoded strictly (decodeBody), with its size bounded by max and its
+// arrival by the server's read timeout.
 func decodeJSON[T any](w http.ResponseWriter, r *http.Request, max int64) (T, error) {
 	var v T
 	if ct := r.Header.Get("Content-Type"); ct != "" {
