@@ -49,7 +49,7 @@ func checkIsolationAudit(ctx context.Context, t *testing.T, bin string, info loc
 	auth := []string{"--api", info.API, "--token", info.AdminToken}
 	var second api.TenantView
 	runCLI(ctx, t, bin, &second, "signup", "--api", info.API, "--name", "Initrode", "--email", "ops@initrode.example",
-		"--tier", "basic", "--region", info.Region, "--key", "e2e-initrode", "--wait", "--json")
+		"--tier", "basic", "--region", info.Region, "--key", "e2e-initrode-"+api.NewIdempotencyKey(), "--wait", "--json")
 	if second.State != registry.StateActive || second.AccountID == "" {
 		t.Fatalf("silo signup --wait ended with %+v", second)
 	}

@@ -98,7 +98,7 @@ func TestLocalPlatformLifecycle(t *testing.T) {
 	// A person with the CLI: sign up through the public API and wait.
 	var signed api.TenantView
 	runCLI(ctx, t, bin, &signed, "signup", "--api", info.API, "--name", "Hooli", "--email", "ops@hooli.example",
-		"--tier", "standard", "--region", "us-east-1", "--key", "e2e-hooli", "--wait", "--json")
+		"--tier", "standard", "--region", "us-east-1", "--key", "e2e-hooli-"+api.NewIdempotencyKey(), "--wait", "--json")
 	if signed.State != registry.StateActive || signed.AccountID == "" || signed.Endpoint == "" {
 		t.Fatalf("silo signup --wait ended with %+v", signed)
 	}

@@ -119,7 +119,7 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 	// A signup; its status token reads the status until the tenant is up.
 	code, b := call("POST", info.API+"/v1/signup", "",
 		`{"name":"Leak Check","email":"ops@leakcheck.example","tier":"basic","region":"us-east-1"}`,
-		map[string]string{api.IdempotencyKeyHeader: "e2e-logscan"})
+		map[string]string{api.IdempotencyKeyHeader: api.NewIdempotencyKey()})
 	if code != http.StatusAccepted {
 		t.Fatalf("signup: %d %s", code, b)
 	}

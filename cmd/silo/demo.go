@@ -48,8 +48,8 @@ func runDemo(ctx context.Context, p *local.Platform, progress io.Writer) ([]*dem
 		id, token string
 	}
 	var signed []pending
-	for i, req := range demoSignups {
-		res, err := public.Signup(ctx, req, fmt.Sprintf("demo-signup-%d", i+1))
+	for _, req := range demoSignups {
+		res, err := public.Signup(ctx, req, api.NewIdempotencyKey())
 		if err != nil {
 			return nil, fmt.Errorf("sign up %s: %w", req.Name, err)
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/silo-saas/silo/internal/server"
 	"github.com/silo-saas/silo/internal/sim"
 )
 
@@ -91,7 +92,7 @@ once serving. It runs until Ctrl-C.`,
 			if err != nil {
 				return fmt.Errorf("control listener: %w", err)
 			}
-			control := &http.Server{Handler: simControl(f), ReadHeaderTimeout: 5 * time.Second}
+			control := server.New(simControl(f), server.Default)
 			served := make(chan error, 1)
 			go func() { served <- control.Serve(ln) }()
 			defer func() { _ = control.Close(); <-served }()

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -27,7 +25,10 @@ func newSignupCmd() *cobra.Command {
 		Short: "Sign a new tenant up through the public API",
 		Long: `signup calls POST /v1/signup. The idempotency key makes a retry safe: the
 same key and details answer with the same tenant. Without --key a random key
-is used and printed, so a failed call can be retried with it.
+(a UUID) is used and printed, so a failed call can be retried with it. A key
+of your own must be hard to guess, since a replay answers with the tenant's
+status token: at least 20 characters and about 64 bits of randomness (a
+random UUID passes; see docs/api.md).
 
 With --wait it follows the tenant's state until it is ACTIVE or FAILED.`,
 		Example: `  silo signup --name "Acme Corp" --email ops@acme.example --tier standard --region us-east-1 --wait`,
@@ -38,10 +39,14 @@ With --wait it follows the tenant's state until it is ACTIVE or FAILED.`,
 				return err
 			}
 			if key == "" {
-				b := make([]byte, 12)
-				_, _ = rand.Read(b)
-				key = "cli-" + hex.EncodeToString(b)
+				key = api.NewIdempotencyKey()
 				fmt.Fprintf(cmd.ErrOrStderr(), "idempotency key: %s\n", key)
+			} else if err := api.ValidateIdempotencyKey(key); err != nil {
+				var fe *registry.FieldError
+				if errors.As(err, &fe) {
+					return usageError{fmt.Errorf("--key %s", fe.Problem)}
+				}
+				return usageError{fmt.Errorf("--key: %w", err)}
 			}
 			ctx := cmd.Context()
 			res, err := c.Signup(ctx, req, key)
@@ -72,7 +77,7 @@ With --wait it follows the tenant's state until it is ACTIVE or FAILED.`,
 	cmd.Flags().StringVar(&req.Email, "email", "", "the customer's contact email (required)")
 	cmd.Flags().StringVar(&req.Tier, "tier", "standard", "basic, standard or enterprise")
 	cmd.Flags().StringVar(&req.Region, "region", "us-east-1", "AWS region of the tenant's stack")
-	cmd.Flags().StringVar(&key, "key", "", "idempotency key (default: a new random one)")
+	cmd.Flags().StringVar(&key, "key", "", "idempotency key, made at random (default: a new random UUID)")
 	cmd.Flags().BoolVar(&wait, "wait", false, "follow the tenant until it is ACTIVE or FAILED")
 	_ = cmd.MarkFlagRequired("name")
 	_ = cmd.MarkFlagRequired("email")

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/silo-saas/silo/internal/server"
 	"github.com/silo-saas/silo/registry"
 )
 
@@ -23,6 +24,8 @@ import (
 type Store interface {
 	Create(ctx context.Context, spec registry.Spec, key, actor string) (*registry.Tenant, bool, error)
 	Get(ctx context.Context, id string) (*registry.Tenant, error)
+	GetRoute(ctx context.Context, id string) (*registry.Route, error)
+	GetServingRoute(ctx context.Context, id string) (*registry.Route, error)
 	List(ctx context.Context, state registry.State, o registry.ListOptions) (*registry.Page, error)
 	Transition(ctx context.Context, t *registry.Tenant, to registry.State, c registry.Change) (*registry.Tenant, error)
 	Update(ctx context.Context, t *registry.Tenant, c registry.Change) (*registry.Tenant, error)
@@ -102,6 +105,16 @@ const (
 	DefaultMaxBody                      = 64 << 10
 	DefaultMaxClients                   = 10000
 )
+
+// ServerTimeouts are what an http.Server serving the API (local mode)
+// needs. Read: the largest body is a 4 MiB zip in base64 (about 5.4 MB),
+// which 30 seconds carries at under 200 KB/s; a body trickled slower is
+// cut off (408). Write: POST /v1/rollouts plans for up to a minute
+// (startTimeout) before it answers, so two; POST /v1/audit/isolation, which
+// runs for minutes, lifts its own write deadline. Idle outlasts the 90
+// seconds clients keep an idle connection. In AWS, API Gateway bounds a
+// request instead (29 seconds, 10 MB).
+var ServerTimeouts = server.Timeouts{Header: 10 * time.Second, Read: 30 * time.Second, Write: 2 * time.Minute, Idle: 2 * time.Minute}
 
 // API is the HTTP API. It is safe for concurrent use.
 type API struct {

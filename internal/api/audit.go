@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"time"
 
 	"github.com/silo-saas/silo/internal/audit"
 	"github.com/silo-saas/silo/registry"
@@ -68,6 +69,11 @@ func (a *API) auditRun(w http.ResponseWriter, r *http.Request) {
 		writeError(ctx, w, err)
 		return
 	}
+	// A run takes minutes, far beyond the server's write timeout for
+	// ordinary requests (ServerTimeouts); its client waits AuditTimeout.
+	// Behind API Gateway (the Lambda) there is no deadline to lift, and no
+	// run: ErrNotSupported is expected there.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(AuditTimeout + time.Minute))
 	f, err := a.d.Audits.Run(ctx, audit.RunOptions{Tenants: tenants, Actor: p.Actor()})
 	if err != nil {
 		writeError(ctx, w, err) // registry.ErrNotFound: "no such tenant"

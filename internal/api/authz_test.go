@@ -225,7 +225,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 			path += "?" + strings.ReplaceAll(x.query, "{id}", tenant.TenantID)
 		}
 		for _, caller := range matrixCallers {
-			header := map[string]string{"Content-Type": "application/json", IdempotencyKeyHeader: "matrix-signup"}
+			header := map[string]string{"Content-Type": "application/json", IdempotencyKeyHeader: testKey("matrix-signup")}
 			if tok := tokens[caller]; tok != "" {
 				header["Authorization"] = "Bearer " + tok
 			}

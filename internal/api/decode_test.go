@@ -31,6 +31,18 @@ func FuzzDecodeSignup(f *testing.F) {
 		`{"name":{"nested":true}}`,
 		"\xef\xbb\xbf{}",
 		"{\"name\":\"\xff\xfe\"}",
+		`{"name":"a","name":"b"}`,
+		`{"name":"a","NAME":"b"}`,
+		`{"name":"a","n\u0061me":"b"}`,
+		`{"tier":"a","\u212aind":"b","tier":"c"}`,
+		"{\"na\xffme\":\"a\"}",
+		`{"name":"\ud83d\ude00"}`,
+		`{"name":"\udc00"}`,
+		`{"name":"\ud800\u0041"}`,
+		`{"name":"\\ud800"}`,
+		` null `,
+		`{"name":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}`,
+		`{"name":{"a":1,"A":2}}`,
 	} {
 		f.Add([]byte(seed))
 	}

@@ -20,6 +20,7 @@ const (
 	CodeIdempotencyKeyMissing = "idempotency_key_required"
 	CodeValidation            = "validation_failed"
 	CodeBodyTooLarge          = "body_too_large"
+	CodeRequestTimeout        = "request_timeout"
 	CodeUnsupportedMedia      = "unsupported_media_type"
 	CodeIdempotencyConflict   = "idempotency_conflict"
 	CodeInvalidTransition     = "invalid_transition"

@@ -87,10 +87,18 @@ func TestClientKey(t *testing.T) {
 	}{
 		{"server address", "192.0.2.1:5555", "", false, "192.0.2.1"},
 		{"lambda adapter's bare ip", "192.0.2.1", "", false, "192.0.2.1"},
-		{"ipv6", "[2001:db8::1]:443", "", false, "2001:db8::1"},
+		{"ipv6 is its /64", "[2001:db8::1]:443", "", false, "2001:db8::/64"},
+		{"another address of that /64", "[2001:db8::ffff:ffff:ffff:ffff]:443", "", false, "2001:db8::/64"},
+		{"the next /64", "[2001:db8:0:1::1]:443", "", false, "2001:db8:0:1::/64"},
+		{"lambda adapter's bare ipv6", "2001:db8:1:2:3:4:5:6", "", false, "2001:db8:1:2::/64"},
+		{"mapped ipv4 connection", "[::ffff:192.0.2.1]:443", "", false, "192.0.2.1"},
+		{"zone dropped", "[fe80::1%eth0]:443", "", false, "fe80::/64"},
+		{"zone dropped, another interface", "[fe80::2%eth1]:443", "", false, "fe80::/64"},
 		{"untrusted forwarded-for is ignored", "192.0.2.1:1", "198.51.100.7", false, "192.0.2.1"},
 		{"trusted first hop", "192.0.2.1:1", " 198.51.100.7 , 10.0.0.1", true, "198.51.100.7"},
 		{"mapped ipv4", "192.0.2.1:1", "::ffff:198.51.100.7", true, "198.51.100.7"},
+		{"trusted ipv6 first hop is its /64", "192.0.2.1:1", "2001:db8:aa:bb:1:2:3:4, 10.0.0.1", true, "2001:db8:aa:bb::/64"},
+		{"trusted bracketed ipv6 with a port", "192.0.2.1:1", "[2001:db8:aa:bb::9]:4711", true, "2001:db8:aa:bb::/64"},
 		{"garbage forwarded-for falls back", "192.0.2.1:1", "not-an-ip, 10.0.0.1", true, "192.0.2.1"},
 	}
 	for _, tc := range tests {

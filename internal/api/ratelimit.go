@@ -123,13 +123,14 @@ func retryAfter(d time.Duration) string {
 
 // clientKey identifies the caller for rate limiting: the first hop of
 // X-Forwarded-For when the deployment trusts it (behind API Gateway or a
-// load balancer that sets it), otherwise the connection's address.
+// load balancer that sets it), otherwise the connection's address, as
+// addrKey groups it.
 func clientKey(r *http.Request, trustForwarded bool) string {
 	if trustForwarded {
 		if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
 			first, _, _ := strings.Cut(xff, ",")
-			if ip, err := netip.ParseAddr(strings.TrimSpace(first)); err == nil {
-				return ip.Unmap().String()
+			if ip, ok := parseAddr(strings.TrimSpace(first)); ok {
+				return addrKey(ip)
 			}
 		}
 	}
@@ -137,10 +138,37 @@ func clientKey(r *http.Request, trustForwarded bool) string {
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h // the Lambda adapter sets a bare IP, a server "ip:port"
 	}
-	if ip, err := netip.ParseAddr(host); err == nil {
-		return ip.Unmap().String()
+	if ip, ok := parseAddr(host); ok {
+		return addrKey(ip)
 	}
 	return host
+}
+
+// parseAddr reads an address as clients and proxies write it: bare,
+// bracketed ("[2001:db8::1]"), or with a port.
+func parseAddr(s string) (netip.Addr, bool) {
+	if ip, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(s, "["), "]")); err == nil {
+		return ip, true
+	}
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.Addr(), true
+	}
+	return netip.Addr{}, false
+}
+
+// addrKey is the rate-limit key of a client address. An IPv6 client is
+// its /64: a subscriber is handed at least a /64 (often a /56 or /48),
+// and picks any address in it at will, so keying on the whole address
+// would give one client 2^64 buckets. An IPv4-mapped address
+// (::ffff:192.0.2.1) is its IPv4 address, as a dual-stack listener reports
+// an IPv4 client; a zone (fe80::1%eth0) says which interface, not who.
+func addrKey(ip netip.Addr) string {
+	ip = ip.Unmap().WithZone("")
+	if ip.Is6() {
+		p, _ := ip.Prefix(64) // never fails for an IPv6 address
+		return p.String()
+	}
+	return ip.String()
 }
 
 // emailDomain is the budget key of a signup's email: its registrable domain

@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/time/rate"
 
@@ -16,7 +15,7 @@ import (
 
 // walk moves a tenant through states as the reconciler would; the move to
 // ACTIVE records an endpoint and a DNS name.
-func (f *fixture) walk(t *testing.T, id string, to ...registry.State) {
+func (f *fixture) walk(t testing.TB, id string, to ...registry.State) {
 	t.Helper()
 	tn, err := f.store.Get(t.Context(), id)
 	if err != nil {
@@ -150,13 +149,11 @@ func TestResolveWithoutUserTokens(t *testing.T) {
 
 func TestResolveRateLimit(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	// Unknown tenants are 404 before any registry call that matters; the
-	// limiter is consulted first.
-	store := registry.New(dynamodb.New(dynamodb.Options{Region: "us-east-1"}), "unused")
-	f := newAPI(t, store, nil, Options{ResolveRate: rate.Every(time.Second), ResolveBurst: 3})
+	// The limiter is consulted first; every id, even an invalid one, costs
+	// a registry read after it (TestResolveReadsAlike).
+	f := newFixture(t, Options{ResolveRate: rate.Every(time.Second), ResolveBurst: 3})
 	f.api.d.Now = func() time.Time { return now }
 	for i := range 3 {
-		// An invalid id is a 404 without reading the registry.
 		if r := f.do(t, req{method: "GET", path: "/v1/resolve?tenant=X"}); r.status != http.StatusNotFound {
 			t.Fatalf("request %d: %d %s, want 404", i, r.status, r.body)
 		}

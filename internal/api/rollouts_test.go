@@ -188,7 +188,7 @@ func TestRolloutRoutes(t *testing.T) {
 		{"pin as a viewer", req{method: "POST", path: "/v1/tenants/acme-1/pin", header: as(viewer)}, 403, CodeForbidden, nil},
 		{"list without a token", req{method: "GET", path: "/v1/rollouts"}, 401, CodeUnauthorized, nil},
 		{"bad durations", req{method: "POST", path: "/v1/rollouts", body: `{"release":"r","plan":"100%","bake":"soon","gate_timeout":"-1m"}`, header: as(operator)}, 400, CodeInvalidRequest, []string{"bake", "gate_timeout"}},
-		{"unknown field", req{method: "POST", path: "/v1/rollouts", body: `{"release":"r","plan":"100%","waves":3}`, header: as(operator)}, 400, CodeInvalidJSON, nil},
+		{"unknown field", req{method: "POST", path: "/v1/rollouts", body: `{"release":"r","plan":"100%","waves":3}`, header: as(operator)}, 400, CodeInvalidJSON, []string{"waves"}},
 		{"bad limit", req{method: "GET", path: "/v1/rollouts?limit=0", header: as(viewer)}, 400, CodeInvalidRequest, nil},
 		{"bad rollout id", req{method: "GET", path: "/v1/rollouts/NOT_AN_ID", header: as(viewer)}, 404, CodeNotFound, nil},
 		{"long abort reason", req{method: "POST", path: "/v1/rollouts/ro-1/abort", body: `{"reason":"` + strings.Repeat("x", 1001) + `"}`, header: as(operator)}, 400, CodeInvalidRequest, []string{"reason"}},

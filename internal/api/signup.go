@@ -1,12 +1,10 @@
 package api
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"mime"
+	"net"
 	"net/http"
 	"strings"
 
@@ -35,8 +33,9 @@ const IdempotencyKeyHeader = "Idempotency-Key"
 // ReplayedHeader is "true" on a signup answer that replays an earlier one.
 const ReplayedHeader = "Idempotent-Replayed"
 
-// decodeJSON reads exactly one JSON object of type T from r's body, with
-// unknown fields refused and the size bounded by max.
+// decodeJSON reads exactly one JSON object of type T from r's body,
+// decoded strictly (decodeBody), with its size bounded by max and its
+// arrival by the server's read timeout.
 func decodeJSON[T any](w http.ResponseWriter, r *http.Request, max int64) (T, error) {
 	var v T
 	if ct := r.Header.Get("Content-Type"); ct != "" {
@@ -50,43 +49,14 @@ func decodeJSON[T any](w http.ResponseWriter, r *http.Request, max int64) (T, er
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			return v, fail(http.StatusRequestEntityTooLarge, CodeBodyTooLarge, "the body is larger than %d bytes", max)
 		}
+		if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+			// The server's read timeout (ServerTimeouts.Read) cut a body
+			// that arrived too slowly.
+			return v, fail(http.StatusRequestTimeout, CodeRequestTimeout, "the body did not arrive in time; send it at once")
+		}
 		return v, fail(http.StatusBadRequest, CodeInvalidRequest, "the body could not be read")
 	}
 	return decodeBody[T](body)
-}
-
-// decodeBody is decodeJSON's parsing half, separate so it can be fuzzed.
-func decodeBody[T any](body []byte) (T, error) {
-	var v T
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&v); err != nil {
-		return v, fail(http.StatusBadRequest, CodeInvalidJSON, "%s", jsonProblem(err))
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return v, fail(http.StatusBadRequest, CodeInvalidJSON, "the body has data after the JSON object")
-	}
-	return v, nil
-}
-
-// jsonProblem describes a decoding error without echoing the body.
-func jsonProblem(err error) string {
-	var syn *json.SyntaxError
-	var typ *json.UnmarshalTypeError
-	switch {
-	case errors.Is(err, io.EOF):
-		return "the body is empty; send a JSON object"
-	case errors.As(err, &syn):
-		return fmt.Sprintf("malformed JSON at byte %d", syn.Offset)
-	case errors.As(err, &typ):
-		if typ.Field != "" {
-			return fmt.Sprintf("field %s must be a %s", typ.Field, typ.Type)
-		}
-		return "the body must be a JSON object"
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return "unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field ")
-	}
-	return "malformed JSON"
 }
 
 // signup registers a tenant. Order of checks: the client's rate limit,
@@ -106,8 +76,10 @@ func (a *API) signup(w http.ResponseWriter, r *http.Request) {
 		writeError(ctx, w, fail(http.StatusBadRequest, CodeIdempotencyKeyMissing, "the %s header is required", IdempotencyKeyHeader))
 		return
 	}
-	if err := registry.ValidateIdempotencyKey(key); err != nil {
-		writeError(ctx, w, fail(http.StatusBadRequest, CodeInvalidRequest, "%s header %s", IdempotencyKeyHeader, problemOf(err)))
+	if err := ValidateIdempotencyKey(key); err != nil {
+		e := fail(http.StatusBadRequest, CodeInvalidRequest, "%s header %s", IdempotencyKeyHeader, problemOf(err))
+		e.fields = []FieldProblem{{Field: IdempotencyKeyHeader, Problem: problemOf(err)}}
+		writeError(ctx, w, e)
 		return
 	}
 	req, err := decodeJSON[SignupRequest](w, r, a.o.MaxBody)

@@ -23,7 +23,7 @@ func TestSignupRefusesBadInput(t *testing.T) {
 	before := f.snapshot(t)
 	kicks := len(f.calls.Kicks())
 
-	json := map[string]string{IdempotencyKeyHeader: "key-2", "Content-Type": "application/json"}
+	json := map[string]string{IdempotencyKeyHeader: testKey("key-2"), "Content-Type": "application/json"}
 	withKey := func(k string) map[string]string {
 		return map[string]string{IdempotencyKeyHeader: k, "Content-Type": "application/json"}
 	}
@@ -35,21 +35,27 @@ func TestSignupRefusesBadInput(t *testing.T) {
 		wantFields []string
 	}{
 		{"no idempotency key", req{method: "POST", path: "/v1/signup", body: goodBody}, 400, CodeIdempotencyKeyMissing, nil},
-		{"bad idempotency key", req{method: "POST", path: "/v1/signup", body: goodBody, header: withKey("a key with spaces")}, 400, CodeInvalidRequest, nil},
-		{"too long idempotency key", req{method: "POST", path: "/v1/signup", body: goodBody, header: withKey(strings.Repeat("k", 129))}, 400, CodeInvalidRequest, nil},
+		{"bad idempotency key", req{method: "POST", path: "/v1/signup", body: goodBody, header: withKey("a key with spaces")}, 400, CodeInvalidRequest, []string{IdempotencyKeyHeader}},
+		{"too long idempotency key", req{method: "POST", path: "/v1/signup", body: goodBody, header: withKey(strings.Repeat("k", 129))}, 400, CodeInvalidRequest, []string{IdempotencyKeyHeader}},
+		{"short idempotency key", req{method: "POST", path: "/v1/signup", body: goodBody, header: withKey("order-1")}, 400, CodeInvalidRequest, []string{IdempotencyKeyHeader}},
+		{"one-character idempotency key", req{method: "POST", path: "/v1/signup", body: goodBody, header: withKey(strings.Repeat("a", 32))}, 400, CodeInvalidRequest, []string{IdempotencyKeyHeader}},
+		{"counting idempotency key", req{method: "POST", path: "/v1/signup", body: goodBody, header: withKey("12345678901234567890")}, 400, CodeInvalidRequest, []string{IdempotencyKeyHeader}},
 		{"empty body", req{method: "POST", path: "/v1/signup", header: json}, 400, CodeInvalidJSON, nil},
 		{"malformed json", req{method: "POST", path: "/v1/signup", body: `{"name":`, header: json}, 400, CodeInvalidJSON, nil},
 		{"not an object", req{method: "POST", path: "/v1/signup", body: `["x"]`, header: json}, 400, CodeInvalidJSON, nil},
-		{"unknown field", req{method: "POST", path: "/v1/signup", body: `{"name":"A","email":"a@b.example","tier":"basic","region":"us-east-1","kind":"preview"}`, header: json}, 400, CodeInvalidJSON, nil},
-		{"wrong type", req{method: "POST", path: "/v1/signup", body: `{"name":7,"email":"a@b.example","tier":"basic","region":"us-east-1"}`, header: json}, 400, CodeInvalidJSON, nil},
+		{"unknown field", req{method: "POST", path: "/v1/signup", body: `{"name":"A","email":"a@b.example","tier":"basic","region":"us-east-1","kind":"preview"}`, header: json}, 400, CodeInvalidJSON, []string{"kind"}},
+		{"wrong type", req{method: "POST", path: "/v1/signup", body: `{"name":7,"email":"a@b.example","tier":"basic","region":"us-east-1"}`, header: json}, 400, CodeInvalidJSON, []string{"name"}},
+		{"null body", req{method: "POST", path: "/v1/signup", body: `null`, header: json}, 400, CodeInvalidJSON, nil},
+		{"name twice, in another case", req{method: "POST", path: "/v1/signup", body: `{"name":"A","email":"a@b.example","tier":"basic","region":"us-east-1","Name":"B"}`, header: json}, 400, CodeInvalidJSON, []string{"Name"}},
+		{"invalid UTF-8", req{method: "POST", path: "/v1/signup", body: "{\"name\":\"A\xff\",\"email\":\"a@b.example\",\"tier\":\"basic\",\"region\":\"us-east-1\"}", header: json}, 400, CodeInvalidJSON, []string{"name"}},
 		{"trailing data", req{method: "POST", path: "/v1/signup", body: goodBody + `{}`, header: json}, 400, CodeInvalidJSON, nil},
 		{"body over 64 KiB", req{method: "POST", path: "/v1/signup", body: `{"name":"` + strings.Repeat("a", 64<<10) + `"}`, header: json}, 413, CodeBodyTooLarge, nil},
-		{"not json content type", req{method: "POST", path: "/v1/signup", body: goodBody, header: map[string]string{IdempotencyKeyHeader: "key-2", "Content-Type": "text/plain"}}, 415, CodeUnsupportedMedia, nil},
+		{"not json content type", req{method: "POST", path: "/v1/signup", body: goodBody, header: map[string]string{IdempotencyKeyHeader: testKey("key-2"), "Content-Type": "text/plain"}}, 415, CodeUnsupportedMedia, nil},
 		{"bad email", req{method: "POST", path: "/v1/signup", body: strings.Replace(goodBody, "Ops@Acme.example", "not-an-email", 1), header: json}, 422, CodeValidation, []string{"email"}},
 		{"bad tier", req{method: "POST", path: "/v1/signup", body: strings.Replace(goodBody, "standard", "gold", 1), header: json}, 422, CodeValidation, []string{"tier"}},
 		{"bad region", req{method: "POST", path: "/v1/signup", body: strings.Replace(goodBody, "us-east-1", "mars-1", 1), header: json}, 422, CodeValidation, []string{"region"}},
 		{"everything missing", req{method: "POST", path: "/v1/signup", body: `{}`, header: json}, 422, CodeValidation, []string{"name", "email", "tier", "region"}},
-		{"same key, other body", req{method: "POST", path: "/v1/signup", body: strings.Replace(goodBody, "standard", "basic", 1), header: withKey("key-1")}, 409, CodeIdempotencyConflict, nil},
+		{"same key, other body", req{method: "POST", path: "/v1/signup", body: strings.Replace(goodBody, "standard", "basic", 1), header: withKey(testKey("key-1"))}, 409, CodeIdempotencyConflict, nil},
 		{"wrong method", req{method: "GET", path: "/v1/signup"}, 405, CodeMethodNotAllowed, nil},
 		{"unknown route", req{method: "GET", path: "/v2/signup"}, 404, CodeNotFound, nil},
 	}

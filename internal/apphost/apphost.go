@@ -37,6 +37,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 
 	"github.com/silo-saas/silo/internal/awsx"
+	"github.com/silo-saas/silo/internal/server"
 	"github.com/silo-saas/silo/internal/tenantapp"
 	"github.com/silo-saas/silo/registry"
 )
@@ -214,7 +215,10 @@ func (h *Host) Endpoint(ctx context.Context, t *registry.Tenant, _ map[string]st
 	s := &served{url: "http://" + ln.Addr().String(), cfg: cfg, location: location}
 	s.handler.Store(&handler)
 	s.stage.Store(h.throttleFor(t.Tier))
-	s.srv = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
+	// In AWS a tenant endpoint is API Gateway in front of a function with
+	// a 10-second timeout (cdk/tenantapp), cut at 29 seconds at most: the
+	// default minute to answer covers that with room for a busy emulator.
+	s.srv = server.New(s, server.Default)
 	h.apps[t.ID] = s
 	h.wg.Add(1)
 	go func() {

@@ -19,6 +19,7 @@ import (
 	"github.com/silo-saas/silo/internal/emulator"
 	"github.com/silo-saas/silo/internal/probe"
 	"github.com/silo-saas/silo/internal/rollout"
+	"github.com/silo-saas/silo/internal/server"
 	"github.com/silo-saas/silo/internal/vending"
 	"github.com/silo-saas/silo/registry"
 	"github.com/silo-saas/silo/stacksets"
@@ -270,14 +271,14 @@ func serveApps() (*apps, error) {
 		return nil, err
 	}
 	a := &apps{url: "http://" + ln.Addr().String()}
-	a.srv = &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	a.srv = server.New(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !strings.HasSuffix(r.URL.Path, "/health") {
 			http.NotFound(w, r)
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `{"status":"ok"}`)
-	})}
+	}), server.Default)
 	go func() { _ = a.srv.Serve(ln) }()
 	return a, nil
 }

@@ -317,7 +317,7 @@ func (s *soak) plan() {
 	n := s.o.Tenants
 	spread := s.o.Duration * 45 / 100
 	for i := range n {
-		t := &soakTenant{i: i, key: fmt.Sprintf("soak-signup-%04d", i), role: roleNormal, dup: i%10 == 0,
+		t := &soakTenant{i: i, key: fmt.Sprintf("soak-signup-%04d-%s", i, api.NewIdempotencyKey()), role: roleNormal, dup: i%10 == 0,
 			at: time.Duration(int64(spread) * int64(i) / int64(n))}
 		switch {
 		case i%10 == 3 && s.set.creations:

@@ -24,6 +24,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/silo-saas/silo/internal/server"
 )
 
 // Command is the emulator's executable.
@@ -142,6 +144,17 @@ func start(ctx context.Context, path string, logs io.Writer) (*Emulator, error) 
 	return e, nil
 }
 
+// proxyTimeouts are generous: the proxy's clients are silo's own AWS SDK
+// clients, and a call takes as long as moto and the faults make it. A
+// request body (an S3 upload of a release zip or a template) is read as it
+// is forwarded, which is after the latency a test injects and, for a
+// DynamoDB write, behind the proxy's write lock; an answer comes after
+// moto did the work (a stack instance builds a whole tenant stack) and
+// after the latency a test adds (Faults.Latency), and under a saturated emulator (the soak) any of these takes tens of
+// seconds. The bounds only keep a stuck client from holding a connection
+// for ever.
+var proxyTimeouts = server.Timeouts{Header: 10 * time.Second, Read: 5 * time.Minute, Write: 15 * time.Minute, Idle: 2 * time.Minute}
+
 // serveProxy puts the Proxy in front of moto on its own loopback port.
 func (e *Emulator) serveProxy() error {
 	target, err := url.Parse(e.MotoEndpoint)
@@ -153,7 +166,7 @@ func (e *Emulator) serveProxy() error {
 		return fmt.Errorf("listen for the emulator proxy: %w", err)
 	}
 	e.Proxy = NewProxy(target)
-	e.server = &http.Server{Handler: e.Proxy, ReadHeaderTimeout: 10 * time.Second}
+	e.server = server.New(e.Proxy, proxyTimeouts)
 	e.Endpoint = "http://" + l.Addr().String()
 	go func() { _ = e.server.Serve(l) }() // ends when Stop closes the server
 	return nil

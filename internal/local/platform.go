@@ -33,6 +33,7 @@ import (
 	"github.com/silo-saas/silo/internal/preview"
 	"github.com/silo-saas/silo/internal/probe"
 	"github.com/silo-saas/silo/internal/rollout"
+	"github.com/silo-saas/silo/internal/server"
 	"github.com/silo-saas/silo/internal/vending"
 	"github.com/silo-saas/silo/registry"
 	"github.com/silo-saas/silo/stacksets"
@@ -73,6 +74,9 @@ type Options struct {
 	// Emulator, when set, is used (reset and seeded anew) instead of
 	// starting one, and left running by Close: a test package's emulator.
 	Emulator *emulator.Emulator
+	// APITimeouts are the API server's; each zero field is
+	// api.ServerTimeouts'.
+	APITimeouts server.Timeouts
 }
 
 // Auditor is the isolation audit as the platform serves it;
@@ -356,7 +360,7 @@ func (p *Platform) startAPI(o Options) error {
 		return err
 	}
 	p.Info.API = base
-	p.apiSrv = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	p.apiSrv = server.New(handler, o.APITimeouts.Or(api.ServerTimeouts))
 	p.serving.Add(1)
 	go func() {
 		defer p.serving.Done()
@@ -394,7 +398,10 @@ func (p *Platform) startConsole(ctx context.Context, addr string, mgmt aws.Confi
 		return err
 	}
 	p.Info.Console = "http://" + ln.Addr().String()
-	p.consoleSrv = &http.Server{Handler: p.console, ReadHeaderTimeout: 10 * time.Second}
+	// Pages are small requests rendered in well under a minute, even for
+	// 10,000 tenants (silo bench probe); they refresh by polling, with no
+	// streaming response to keep open.
+	p.consoleSrv = server.New(p.console, server.Default)
 	p.serving.Add(1)
 	go func() {
 		defer p.serving.Done()
@@ -416,7 +423,7 @@ func (p *Platform) startIssuer() error {
 		ln.Close()
 		return err
 	}
-	p.issuerSrv = &http.Server{Handler: p.Issuer, ReadHeaderTimeout: 10 * time.Second}
+	p.issuerSrv = server.New(p.Issuer, server.Default) // key sets and small token requests
 	p.serving.Add(1)
 	go func() {
 		defer p.serving.Done()

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/silo-saas/silo/internal/probe"
+	"github.com/silo-saas/silo/internal/server"
 )
 
 // Mode is how an endpoint answers.
@@ -136,11 +137,11 @@ func Start(ctx context.Context, opts Options) (*Fleet, error) {
 		f.byID[id] = e
 	}
 	for _, ln := range lns {
-		srv := &http.Server{
-			Handler:           http.HandlerFunc(f.serve),
-			ReadHeaderTimeout: 5 * time.Second,
-			BaseContext:       func(net.Listener) context.Context { return f.ctx },
-		}
+		// A slow endpoint answers after SlowLatency, so the write timeout
+		// allows that and a minute more; a hanging one writes nothing and
+		// still hangs until its client gives up, as it should.
+		srv := server.New(http.HandlerFunc(f.serve), server.Timeouts{Header: 5 * time.Second, Read: 10 * time.Second, Write: opts.SlowLatency + time.Minute})
+		srv.BaseContext = func(net.Listener) context.Context { return f.ctx }
 		f.servers = append(f.servers, srv)
 		f.wg.Go(func() {
 			// Serve returns ErrServerClosed on Close; anything else

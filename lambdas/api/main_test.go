@@ -88,7 +88,7 @@ func TestLambdaServesSignup(t *testing.T) {
 	body, _ := json.Marshal(api.SignupRequest{Name: "Lambda Co", Email: "ops@lambda.example", Tier: "basic", Region: "us-east-1"})
 	resp, err := httpadapter.New(h).ProxyWithContext(ctx, events.APIGatewayProxyRequest{
 		HTTPMethod: "POST", Path: "/v1/signup", Body: string(body),
-		Headers:        map[string]string{"Content-Type": "application/json", api.IdempotencyKeyHeader: "lambda-1"},
+		Headers:        map[string]string{"Content-Type": "application/json", api.IdempotencyKeyHeader: api.NewIdempotencyKey()},
 		RequestContext: events.APIGatewayProxyRequestContext{Identity: events.APIGatewayRequestIdentity{SourceIP: "203.0.113.9"}},
 	})
 	if err != nil {
