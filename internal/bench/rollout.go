@@ -374,6 +374,9 @@ func (s *simStackSets) RemoveInstance(context.Context, string, string, string, b
 func (s *simStackSets) InstanceOutputs(context.Context, string, string) (map[string]string, error) {
 	return map[string]string{}, nil
 }
+func (s *simStackSets) OperationStatus(context.Context, string) (stacksets.Result, error) {
+	return stacksets.Result{}, errors.New("bench: not simulated")
+}
 
 // sweepEvery starts a sweep every interval, or as soon as the last one
 // ended when it took longer: a sweep of 200 tenants on the emulator can
