@@ -99,40 +99,56 @@ func (u *Runner) Run(ctx context.Context, every time.Duration) error {
 		}()
 	}
 	// expire fails a tenant past its deadline, apart from the workers (a
-	// few AWS reads and one write). A Drive waiting on it is stopped first:
-	// it is past its deadline, and whatever Expire finds, the tenant is
-	// driven afresh if there is work left.
-	expire := func(t *registry.Tenant, v Verdict) {
+	// few AWS reads and one write). The listing comes from an index, which
+	// may lag: the verdict is confirmed on a consistent read first. A Drive
+	// waiting on the tenant is then stopped: it is past its deadline, and
+	// whatever Expire finds, the tenant is driven afresh if work is left.
+	expire := func(listed *registry.Tenant) {
+		id := listed.ID
 		u.mu.Lock()
-		if u.expiring[t.ID] {
+		if u.expiring[id] {
 			u.mu.Unlock()
 			return
 		}
-		u.expiring[t.ID] = true
-		if stop := u.inflight[t.ID]; stop != nil {
-			stop()
-		}
+		u.expiring[id] = true
 		u.mu.Unlock()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer func() {
 				u.mu.Lock()
-				delete(u.expiring, t.ID)
+				delete(u.expiring, id)
 				u.mu.Unlock()
 			}()
 			ectx, cancel := context.WithTimeout(ctx, expireTimeout)
 			defer cancel()
+			t, err := u.r.d.Registry.Get(ectx, id)
+			if err != nil {
+				if ctx.Err() == nil {
+					u.r.d.Log.WarnContext(ctx, "tenant past its deadline not read", "tenant", id, "error", err)
+				}
+				return
+			}
+			v := u.r.Judge(t)
+			if !v.Overdue {
+				start(id) // it moved meanwhile
+				return
+			}
+			u.mu.Lock()
+			if stop := u.inflight[id]; stop != nil {
+				stop()
+			}
+			u.mu.Unlock()
 			next, err := u.r.Expire(ectx, t, v)
 			switch {
 			case err != nil:
 				// A lost race (the tenant moved meanwhile) or AWS unreachable:
 				// the next sweep judges it again.
 				if ctx.Err() == nil && !errors.Is(err, registry.ErrConflict) {
-					u.r.d.Log.WarnContext(ctx, "tenant past its deadline not failed yet", "tenant", t.ID, "error", err)
+					u.r.d.Log.WarnContext(ctx, "tenant past its deadline not failed yet", "tenant", id, "error", err)
 				}
 			case next.State != registry.StateFailed:
-				start(t.ID) // AWS says the work is done: drive it on
+				start(id) // AWS says the work is done: drive it on
 			}
 		}()
 	}
@@ -151,8 +167,8 @@ func (u *Runner) Run(ctx context.Context, every time.Duration) error {
 					if st == registry.StateActive && (t.TargetVersion == "" || t.TargetVersion == t.AppVersion) {
 						continue // settled
 					}
-					if v := u.r.Judge(t); v.Overdue {
-						expire(t, v)
+					if u.r.Judge(t).Overdue {
+						expire(t)
 						continue
 					}
 					start(t.ID)
