@@ -142,11 +142,57 @@ type Tenant struct {
 	// Health is what the prober last recorded; nil until it first probes.
 	Health     *Health           `json:"health,omitempty"`
 	Attributes map[string]string `json:"attributes,omitempty"`
-	CreatedAt  time.Time         `json:"created_at"`
-	UpdatedAt  time.Time         `json:"updated_at"`
-	ClosedAt   *time.Time        `json:"closed_at,omitempty"`
+	// StateSince is when the tenant entered its state, and ProgressAt when
+	// it last made progress there: it entered the state, or a write marked
+	// Change.Progress (the reconciler recorded an operation handle or
+	// checkpointed a step). State deadlines are judged from ProgressAt.
+	// Both are kept by the registry; a record written before they existed
+	// gets its previous write's time in them at its next write (see Since
+	// and LastProgress for reading such a record before that).
+	StateSince time.Time `json:"state_since,omitzero"`
+	ProgressAt time.Time `json:"progress_at,omitzero"`
+	// LastError is the reconciler's latest error in this state, shortened,
+	// and LastErrorAt when it was first seen: what an operator reads while
+	// a tenant is not moving. A state change or progress clears it.
+	LastError   string     `json:"last_error,omitempty"`
+	LastErrorAt *time.Time `json:"last_error_at,omitempty"`
+	// Waiting names a quota AWS enforces that the tenant waits its turn
+	// for ("create-account slot: 5 requests in progress"), and WaitingUntil
+	// how long that note holds unless renewed: the waiter renews it while
+	// it waits, so a note whose waiter died runs out. Time spent under a
+	// live note does not count against the state's deadline. A state
+	// change or progress clears it.
+	Waiting      string     `json:"waiting,omitempty"`
+	WaitingUntil *time.Time `json:"waiting_until,omitempty"`
+	CreatedAt    time.Time  `json:"created_at"`
+	UpdatedAt    time.Time  `json:"updated_at"`
+	ClosedAt     *time.Time `json:"closed_at,omitempty"`
 	// Version increases by one with every write; writes are conditional on it.
 	Version int64 `json:"version"`
+}
+
+// Since returns when the tenant entered its state: StateSince, or for a
+// record not written since StateSince existed, its last update (the
+// latest the state can have begun).
+func (t *Tenant) Since() time.Time {
+	if !t.StateSince.IsZero() {
+		return t.StateSince
+	}
+	return t.UpdatedAt
+}
+
+// LastProgress returns when the tenant last made progress in its state:
+// ProgressAt, or Since for a record written before ProgressAt existed.
+func (t *Tenant) LastProgress() time.Time {
+	if !t.ProgressAt.IsZero() {
+		return t.ProgressAt
+	}
+	return t.Since()
+}
+
+// WaitingAt reports whether a live quota note (Waiting) holds at now.
+func (t *Tenant) WaitingAt(now time.Time) bool {
+	return t.Waiting != "" && t.WaitingUntil != nil && now.Before(*t.WaitingUntil)
 }
 
 // Tombstone reports whether the tenant is closed: its record is kept (for

@@ -108,6 +108,12 @@ type tenantItem struct {
 	TargetVersion string            `dynamodbav:"target_version,omitempty"`
 	Health        *Health           `dynamodbav:"health,omitempty"`
 	Attributes    map[string]string `dynamodbav:"attributes,omitempty"`
+	StateSince    *time.Time        `dynamodbav:"state_since,omitempty"`
+	ProgressAt    *time.Time        `dynamodbav:"progress_at,omitempty"`
+	LastError     string            `dynamodbav:"last_error,omitempty"`
+	LastErrorAt   *time.Time        `dynamodbav:"last_error_at,omitempty"`
+	Waiting       string            `dynamodbav:"waiting,omitempty"`
+	WaitingUntil  *time.Time        `dynamodbav:"waiting_until,omitempty"`
 	CreatedAt     time.Time         `dynamodbav:"created_at"`
 	UpdatedAt     time.Time         `dynamodbav:"updated_at"`
 	ClosedAt      *time.Time        `dynamodbav:"closed_at,omitempty"`
@@ -124,6 +130,8 @@ func toItem(t *Tenant) tenantItem {
 		AccountID: t.AccountID, Endpoint: t.Endpoint, Operation: t.Operation,
 		AppVersion: t.AppVersion, TargetVersion: t.TargetVersion, Health: t.Health,
 		Attributes: t.Attributes, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt, ClosedAt: t.ClosedAt,
+		StateSince: timePtr(t.StateSince), ProgressAt: timePtr(t.ProgressAt),
+		LastError: t.LastError, LastErrorAt: t.LastErrorAt, Waiting: t.Waiting, WaitingUntil: t.WaitingUntil,
 		Version: t.Version,
 	}
 	if t.AccountID != "" {
@@ -139,8 +147,26 @@ func (it tenantItem) tenant() *Tenant {
 		AccountID: it.AccountID, Endpoint: it.Endpoint, Operation: it.Operation,
 		AppVersion: it.AppVersion, TargetVersion: it.TargetVersion, Health: it.Health,
 		Attributes: it.Attributes, CreatedAt: it.CreatedAt, UpdatedAt: it.UpdatedAt, ClosedAt: it.ClosedAt,
+		StateSince: timeOf(it.StateSince), ProgressAt: timeOf(it.ProgressAt),
+		LastError: it.LastError, LastErrorAt: it.LastErrorAt, Waiting: it.Waiting, WaitingUntil: it.WaitingUntil,
 		Version: it.Version,
 	}
+}
+
+// timePtr stores a zero time as no attribute at all, as a record written
+// before the field existed has none.
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+func timeOf(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return *t
 }
 
 // sortTime formats t so that string order is time order.
@@ -225,10 +251,11 @@ func (s *Store) create(ctx context.Context, spec Spec, key, actor string, mutate
 		}
 	}
 	now := s.now()
-	t = &Tenant{Spec: spec, State: StateRequested, CreatedAt: now, UpdatedAt: now, Version: 1}
+	t = &Tenant{Spec: spec, State: StateRequested, CreatedAt: now, UpdatedAt: now, StateSince: now, ProgressAt: now, Version: 1}
 	if mutate != nil {
 		mutate(t)
 		t.Spec, t.State, t.CreatedAt, t.UpdatedAt, t.Version, t.ClosedAt = spec, StateRequested, now, now, 1, nil
+		t.StateSince, t.ProgressAt = now, now
 	}
 	ev := Event{TenantID: spec.ID, Time: now, Seq: 1, Type: "created", To: StateRequested, Actor: actorOr(actor)}
 
@@ -424,9 +451,14 @@ type Change struct {
 	// Detail is recorded on the audit event.
 	Detail map[string]string
 	// Mutate edits the tenant's status fields (account, endpoint, operation,
-	// versions, health, attributes). Changes to the spec, state, version or
-	// timestamps are ignored.
+	// versions, health, attributes, last error, quota note). Changes to the
+	// spec, state, version or timestamps are ignored.
 	Mutate func(*Tenant)
+	// Progress marks the write as progress in the tenant's state (an
+	// operation handle recorded, a step checkpointed): it moves ProgressAt,
+	// from which the state's deadline is judged, and clears LastError and
+	// the quota note. A state change is always progress.
+	Progress bool
 }
 
 // Transition moves t to another state, writing the tenant and an audit event
@@ -491,6 +523,16 @@ func (s *Store) prepare(t *Tenant, to State, c Change) (*Tenant, []types.Transac
 		c.Mutate(&next)
 		// The spec and the bookkeeping are not the caller's to change.
 		next.Spec, next.State, next.Version, next.CreatedAt, next.ClosedAt = t.Spec, t.State, t.Version, t.CreatedAt, t.ClosedAt
+		next.StateSince, next.ProgressAt = t.StateSince, t.ProgressAt
+	}
+	// A record written before StateSince and ProgressAt existed gets the
+	// latest time its state can have begun: its previous write. From then
+	// on the fields hold still between progress, as UpdatedAt does not.
+	if next.StateSince.IsZero() {
+		next.StateSince = t.UpdatedAt
+	}
+	if next.ProgressAt.IsZero() {
+		next.ProgressAt = next.StateSince
 	}
 	if next.AccountID != "" {
 		if err := ValidateAccountID(next.AccountID); err != nil {
@@ -522,6 +564,20 @@ func (s *Store) prepare(t *Tenant, to State, c Change) (*Tenant, []types.Transac
 	next.UpdatedAt = now
 	if !now.After(t.UpdatedAt) {
 		next.UpdatedAt = t.UpdatedAt.Add(time.Microsecond)
+	}
+	if to != from || c.Progress {
+		next.ProgressAt = next.UpdatedAt
+		if to != from {
+			next.StateSince = next.UpdatedAt
+		}
+		// What the tenant was stuck on, or waiting for, is behind it now
+		// (unless this very write says otherwise).
+		if next.LastError == t.LastError {
+			next.LastError, next.LastErrorAt = "", nil
+		}
+		if next.Waiting == t.Waiting {
+			next.Waiting, next.WaitingUntil = "", nil
+		}
 	}
 
 	tput, err := s.putTenant(&next, t.Version)

@@ -126,9 +126,9 @@ identity.`,
 				return printJSON(cmd.OutOrStdout(), api.TenantList{Tenants: tenants, Next: next})
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tNAME\tTIER\tREGION\tSTATE\tACCOUNT\tVERSION\tENDPOINT")
+			fmt.Fprintln(tw, "ID\tNAME\tTIER\tREGION\tSTATE\tIN STATE\tDEADLINE\tACCOUNT\tVERSION\tENDPOINT")
 			for _, t := range tenants {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Name, t.Tier, t.Region, t.State, t.AccountID, t.AppVersion, t.Endpoint)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Name, t.Tier, t.Region, t.State, t.InState, deadlineCell(t), t.AccountID, t.AppVersion, t.Endpoint)
 			}
 			tw.Flush()
 			if next != "" {
@@ -352,6 +352,21 @@ func follow(ctx context.Context, c *api.Client, id string, w io.Writer) (*api.Te
 	}
 }
 
+// deadlineCell says where a tenant stands against its state's deadline:
+// "-" in a resting state, "30m0s" (the deadline) while it has time,
+// "PAST 30m0s" once past it, "quota wait" while a quota holds it.
+func deadlineCell(t api.TenantView) string {
+	switch {
+	case t.Deadline == "":
+		return "-"
+	case t.Overdue:
+		return "PAST " + t.Deadline
+	case t.Waiting != "":
+		return "quota wait"
+	}
+	return t.Deadline
+}
+
 func printTenant(w io.Writer, t *api.TenantView, asJSON bool) error {
 	if asJSON {
 		return printJSON(w, t)
@@ -366,6 +381,21 @@ func printTenant(w io.Writer, t *api.TenantView, asJSON bool) error {
 	row("name", t.Name)
 	row("state", string(t.State))
 	row("reason", t.Reason)
+	row("failed in", string(t.FailedFrom))
+	if !t.StateSince.IsZero() {
+		row("in state", fmt.Sprintf("%s (since %s)", t.InState, t.StateSince.UTC().Format(time.RFC3339)))
+	}
+	if t.Deadline != "" {
+		row("deadline", deadlineCell(*t))
+	}
+	row("waiting", t.Waiting)
+	if t.LastError != "" {
+		at := ""
+		if t.LastErrorAt != nil {
+			at = " (since " + t.LastErrorAt.UTC().Format(time.RFC3339) + ")"
+		}
+		row("last error", t.LastError+at)
+	}
 	row("tier", string(t.Tier))
 	row("region", t.Region)
 	row("account", t.AccountID)

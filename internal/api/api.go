@@ -16,6 +16,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/silo-saas/silo/internal/server"
+	"github.com/silo-saas/silo/internal/vending"
 	"github.com/silo-saas/silo/registry"
 )
 
@@ -93,6 +94,10 @@ type Options struct {
 	MaxBody int64
 	// MaxClients bounds the rate limiter's memory (DefaultMaxClients when zero).
 	MaxClients int
+	// Deadlines are the reconciler's state deadlines: tenant views say how
+	// long each tenant has been in its state and whether it is past its
+	// deadline (vending.DefaultDeadlines when zero).
+	Deadlines vending.Deadlines
 }
 
 // Defaults of Options.
@@ -169,6 +174,7 @@ func New(d Deps, o Options) (*API, error) {
 	if o.MaxClients == 0 {
 		o.MaxClients = DefaultMaxClients
 	}
+	o.Deadlines = o.Deadlines.WithDefaults()
 	a := &API{
 		d: d, o: o,
 		status:        statusTokens{secret: o.StatusSecret},

@@ -431,5 +431,5 @@ func (a *API) tenantPin(w http.ResponseWriter, r *http.Request, name string) {
 		return
 	}
 	logger(ctx).InfoContext(ctx, "operator action", "action", name, "tenant", id, "actor", p.Actor(), "pinned", t.Attributes[rollout.AttrPinned])
-	writeJSON(w, http.StatusOK, view(t))
+	writeJSON(w, http.StatusOK, a.view(t))
 }

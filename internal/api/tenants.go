@@ -28,17 +28,57 @@ type TenantView struct {
 	// leave it out.
 	PinnedRelease string           `json:"pinned_release,omitempty"`
 	Health        *registry.Health `json:"health,omitempty"`
-	CreatedAt     time.Time        `json:"created_at"`
-	UpdatedAt     time.Time        `json:"updated_at"`
-	LastEvent     *registry.Event  `json:"last_event,omitempty"`
+	// FailedFrom is the state a FAILED tenant failed in (retry resumes
+	// there).
+	FailedFrom registry.State `json:"failed_from,omitempty"`
+	// StateSince is when the tenant entered its state, and InState how
+	// long ago that was when the answer was made (a Go duration, "3m12s").
+	StateSince time.Time `json:"state_since"`
+	InState    string    `json:"in_state"`
+	// Deadline is how long the tenant may make no progress in its state
+	// (absent in resting states, for a preview waiting for a pool account
+	// and for a tenant a rollout updates); DueAt is when it will be past
+	// it (absent while it waits on a quota); Overdue says it is.
+	Deadline string     `json:"deadline,omitempty"`
+	DueAt    *time.Time `json:"due_at,omitempty"`
+	Overdue  bool       `json:"overdue,omitempty"`
+	// LastError is the reconciler's latest error in this state, and
+	// LastErrorAt when it was first seen.
+	LastError   string     `json:"last_error,omitempty"`
+	LastErrorAt *time.Time `json:"last_error_at,omitempty"`
+	// Waiting names the quota AWS enforces that the tenant waits its turn
+	// for, and WaitingUntil when that note runs out unless renewed.
+	Waiting      string          `json:"waiting,omitempty"`
+	WaitingUntil *time.Time      `json:"waiting_until,omitempty"`
+	CreatedAt    time.Time       `json:"created_at"`
+	UpdatedAt    time.Time       `json:"updated_at"`
+	LastEvent    *registry.Event `json:"last_event,omitempty"`
 }
 
-func view(t *registry.Tenant) TenantView {
-	return TenantView{
+// view is the tenant as the API shows it, judged against its state's
+// deadline now.
+func (a *API) view(t *registry.Tenant) TenantView {
+	now := a.d.Now().UTC()
+	v := a.o.Deadlines.Judge(t, now)
+	tv := TenantView{
 		ID: t.ID, Name: t.Name, Tier: t.Tier, Region: t.Region, State: t.State, Reason: t.Reason,
 		AccountID: t.AccountID, Endpoint: t.Endpoint, AppVersion: t.AppVersion, TargetVersion: t.TargetVersion,
-		PinnedRelease: t.Attributes[rollout.AttrPinned], Health: t.Health, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt,
+		PinnedRelease: t.Attributes[rollout.AttrPinned], Health: t.Health, FailedFrom: t.FailedFrom,
+		StateSince: v.Since, InState: max(now.Sub(v.Since), 0).Round(time.Second).String(),
+		Overdue: v.Overdue, LastError: t.LastError, LastErrorAt: t.LastErrorAt,
+		CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt,
 	}
+	if v.Limit > 0 {
+		tv.Deadline = v.Limit.String()
+	}
+	if !v.Due.IsZero() {
+		due := v.Due
+		tv.DueAt = &due
+	}
+	if v.Waiting != "" {
+		tv.Waiting, tv.WaitingUntil = t.Waiting, t.WaitingUntil
+	}
+	return tv
 }
 
 // getTenant answers GET /v1/tenants/{id} for the tenant's status token or
@@ -65,7 +105,7 @@ func (a *API) getTenant(w http.ResponseWriter, r *http.Request) {
 		writeError(ctx, w, err)
 		return
 	}
-	v := view(t)
+	v := a.view(t)
 	events, err := a.d.Registry.Events(ctx, id)
 	if err != nil {
 		writeError(ctx, w, err)
@@ -124,7 +164,7 @@ func (a *API) listTenants(w http.ResponseWriter, r *http.Request) {
 	}
 	out := TenantList{Tenants: make([]TenantView, 0, len(page.Tenants)), Next: page.Next}
 	for _, t := range page.Tenants {
-		out.Tenants = append(out.Tenants, view(t))
+		out.Tenants = append(out.Tenants, a.view(t))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -249,7 +289,7 @@ func (a *API) tenantAction(name string) http.HandlerFunc {
 			return
 		}
 		logger(ctx).InfoContext(ctx, "operator action", "action", name, "tenant", id, "actor", p.Actor(), "state", t.State)
-		writeJSON(w, http.StatusOK, view(t))
+		writeJSON(w, http.StatusOK, a.view(t))
 	}
 }
 

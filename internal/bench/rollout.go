@@ -375,6 +375,9 @@ func (s *simStackSets) RemoveInstance(context.Context, string, string, string, b
 func (s *simStackSets) InstanceOutputs(context.Context, string, string) (map[string]string, error) {
 	return map[string]string{}, nil
 }
+func (s *simStackSets) OperationStatus(context.Context, string) (stacksets.Result, error) {
+	return stacksets.Result{}, errors.New("bench: not simulated")
+}
 
 // StackFailure: the simulated updates never fail.
 func (s *simStackSets) StackFailure(context.Context, string, string) (string, error) {

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/silo-saas/silo/internal/api"
+	"github.com/silo-saas/silo/internal/vending"
 	"github.com/silo-saas/silo/registry"
 )
 
@@ -78,6 +79,9 @@ type Options struct {
 	// PoolTarget is the size the preview pool is kept at, shown beside its
 	// counts; 0 when unknown.
 	PoolTarget int
+	// Deadlines are the reconciler's state deadlines: the pages mark the
+	// tenants past theirs (vending.DefaultDeadlines when zero).
+	Deadlines vending.Deadlines
 }
 
 // Console is the operations console, an http.Handler.
@@ -102,7 +106,9 @@ func New(d Deps, o Options) (*Console, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.fleet = newFleet(func(ctx context.Context) (*snapshot, error) { return loadFleet(ctx, d.Registry, c.o.Now) },
+	c.fleet = newFleet(func(ctx context.Context) (*snapshot, error) {
+		return loadFleet(ctx, d.Registry, c.o.Now, c.o.Deadlines)
+	},
 		c.o.RefreshEvery, c.o.Now, c.log)
 	return c, nil
 }
@@ -115,7 +121,7 @@ func NewFromTenants(tenants []*registry.Tenant, d Deps, o Options) (*Console, er
 	if err != nil {
 		return nil, err
 	}
-	s := buildSnapshot(c.o.Now(), tenants)
+	s := buildSnapshot(c.o.Now(), tenants, c.o.Deadlines)
 	c.fleet = newFleet(func(context.Context) (*snapshot, error) { return s, nil }, time.Duration(1<<62), c.o.Now, c.log)
 	c.fleet.cur.Store(s)
 	return c, nil
@@ -135,6 +141,7 @@ func build(d Deps, o Options) (*Console, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	o.Deadlines = o.Deadlines.WithDefaults()
 	if d.Log == nil {
 		d.Log = slog.Default()
 	}

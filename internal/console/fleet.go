@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/silo-saas/silo/internal/vending"
 	"github.com/silo-saas/silo/registry"
 )
 
@@ -35,6 +36,10 @@ type snapshot struct {
 	versions    []string // distinct app versions, for the filter
 	tenantCount int
 
+	// overdue are the tenants past their state's deadline, longest past
+	// first (judged when the snapshot was built).
+	overdue []*row
+
 	// poolCreating counts pool accounts the vending engine is still making
 	// (pool-kind tenants in a working state).
 	poolCreating int
@@ -50,10 +55,13 @@ type row struct {
 	Key string
 	// Status is the tenant's health: up, degraded, down or unknown.
 	Status string
+	// V is the tenant judged against its state's deadline when the
+	// snapshot was built.
+	V vending.Verdict
 }
 
 // Sort keys of the tenant list.
-var sortKeys = []string{"id", "name", "state", "health", "tier", "version", "updated", "uptime"}
+var sortKeys = []string{"id", "name", "state", "since", "health", "tier", "version", "updated", "uptime"}
 
 // healthRank orders health in a sort: the worse, the later.
 var healthRank = map[string]int{"up": 0, "degraded": 1, "down": 2, "unknown": 3}
@@ -69,8 +77,9 @@ func healthOf(t *registry.Tenant) string {
 	return string(t.Health.Status)
 }
 
-// buildSnapshot indexes tenants. It takes ownership of the slice.
-func buildSnapshot(at time.Time, tenants []*registry.Tenant) *snapshot {
+// buildSnapshot indexes tenants, judging each against its state's deadline
+// (d, with its defaults) at at. It takes ownership of the slice.
+func buildSnapshot(at time.Time, tenants []*registry.Tenant, d vending.Deadlines) *snapshot {
 	s := &snapshot{
 		at: at, byID: make(map[string]*row, len(tenants)), orders: map[string][]int32{},
 		states: map[registry.State]int{}, health: map[string]int{"up": 0, "degraded": 0, "down": 0, "unknown": 0},
@@ -85,8 +94,12 @@ func buildSnapshot(at time.Time, tenants []*registry.Tenant) *snapshot {
 	s.rows = make([]*row, len(tenants))
 	accounts, versions := map[string]bool{}, map[string]bool{}
 	for i, t := range tenants {
-		r := &row{T: t, Status: healthOf(t), Key: strings.ToLower(t.ID + "\x00" + t.Name + "\x00" + t.Email + "\x00" + t.AccountID)}
+		r := &row{T: t, Status: healthOf(t), Key: strings.ToLower(t.ID + "\x00" + t.Name + "\x00" + t.Email + "\x00" + t.AccountID),
+			V: d.Judge(t, at)}
 		s.rows[i] = r
+		if r.V.Overdue {
+			s.overdue = append(s.overdue, r)
+		}
 		s.byID[t.ID] = r
 		s.states[t.State]++
 		if t.AccountID != "" {
@@ -123,6 +136,9 @@ func buildSnapshot(at time.Time, tenants []*registry.Tenant) *snapshot {
 			return c
 		}
 		return strings.Compare(a.T.ID, b.T.ID)
+	})
+	slices.SortFunc(s.overdue, func(a, b *row) int {
+		return cmp.Or(cmp.Compare(b.V.Idle-b.V.Limit, a.V.Idle-a.V.Limit), strings.Compare(a.T.ID, b.T.ID))
 	})
 	slices.SortFunc(s.waiting, func(a, b *row) int {
 		return cmp.Or(waitingSince(a.T).Compare(waitingSince(b.T)), strings.Compare(a.T.ID, b.T.ID))
@@ -169,6 +185,8 @@ func rowCompare(key string) func(a, b *row) int {
 		return func(a, b *row) int { return cmp.Compare(strings.ToLower(a.T.Name), strings.ToLower(b.T.Name)) }
 	case "state":
 		return func(a, b *row) int { return cmp.Compare(stateRank[a.T.State], stateRank[b.T.State]) }
+	case "since":
+		return func(a, b *row) int { return a.V.Since.Compare(b.V.Since) }
 	case "health":
 		return func(a, b *row) int { return cmp.Compare(healthRank[a.Status], healthRank[b.Status]) }
 	case "tier":
@@ -288,7 +306,7 @@ func (f *fleet) close() {
 
 // loadFleet reads every tenant in every state, a Query per state (in
 // parallel: they are independent) and up to registry.MaxPageSize a page.
-func loadFleet(ctx context.Context, reg tenantStore, now func() time.Time) (*snapshot, error) {
+func loadFleet(ctx context.Context, reg tenantStore, now func() time.Time, d vending.Deadlines) (*snapshot, error) {
 	at := now()
 	states := registry.States()
 	parts := make([][]*registry.Tenant, len(states))
@@ -319,5 +337,5 @@ func loadFleet(ctx context.Context, reg tenantStore, now func() time.Time) (*sna
 		}
 		all = append(all, parts[i]...)
 	}
-	return buildSnapshot(at, all), nil
+	return buildSnapshot(at, all, d), nil
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/silo-saas/silo/internal/api"
+	"github.com/silo-saas/silo/internal/vending"
 	"github.com/silo-saas/silo/registry"
 )
 
@@ -190,7 +191,7 @@ func BenchmarkTenantList10k(b *testing.B) {
 func BenchmarkSnapshotBuild10k(b *testing.B) {
 	ts := fleetTenants(10000, time.Now())
 	for b.Loop() {
-		buildSnapshot(time.Now(), append([]*registry.Tenant(nil), ts...))
+		buildSnapshot(time.Now(), append([]*registry.Tenant(nil), ts...), vending.DefaultDeadlines())
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/silo-saas/silo/internal/vending"
 	"github.com/silo-saas/silo/registry"
 )
 
@@ -24,9 +25,11 @@ const (
 	minPer      = 10
 	maxPer      = 500
 	maxQueryLen = 200
-	// maxFailing bounds the failing tenants listed on the overview; the
-	// rest are a click away in the filtered list.
+	// maxFailing bounds the failing tenants listed on the overview, and
+	// maxOverdue those past their state's deadline; the rest are a click
+	// away in the filtered list.
 	maxFailing = 100
+	maxOverdue = 100
 )
 
 // pageTimeout bounds the registry and AWS calls of one page.
@@ -110,6 +113,11 @@ type overviewData struct {
 	Uptime      *float64
 	UptimeN     int
 	Cost        costView
+	// Overdue are the tenants past their state's deadline, longest past
+	// first; OverdueCount all of them.
+	Overdue      []*row
+	OverdueCount int
+	MoreOverdue  int
 }
 
 type stateCount struct {
@@ -139,6 +147,9 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, v *view) erro
 	}
 	d.Failing = s.failing[:min(len(s.failing), maxFailing)]
 	d.MoreFailing = len(s.failing) - len(d.Failing)
+	d.Overdue = s.overdue[:min(len(s.overdue), maxOverdue)]
+	d.OverdueCount = len(s.overdue)
+	d.MoreOverdue = len(s.overdue) - len(d.Overdue)
 	if s.uptimeN > 0 {
 		u := s.uptimeSum / float64(s.uptimeN)
 		d.Uptime, d.UptimeN = &u, s.uptimeN
@@ -160,14 +171,19 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, v *view) erro
 // listQuery is a parsed, valid tenant list request.
 type listQuery struct {
 	Q, State, Health, Tier, Version string
-	Sort, Order                     string
-	Page, Per                       int
+	// Deadline "past" keeps only the tenants past their state's deadline.
+	Deadline    string
+	Sort, Order string
+	Page, Per   int
 }
 
 func parseList(r *http.Request) (listQuery, []string) {
-	q, problems := params(r, "q", "state", "health", "tier", "version", "sort", "order", "page", "per")
+	q, problems := params(r, "q", "state", "health", "tier", "version", "deadline", "sort", "order", "page", "per")
 	lq := listQuery{Q: strings.TrimSpace(q.Get("q")), State: q.Get("state"), Health: q.Get("health"), Tier: q.Get("tier"),
-		Version: q.Get("version"), Sort: q.Get("sort"), Order: q.Get("order"), Page: 1, Per: defaultPer}
+		Version: q.Get("version"), Deadline: q.Get("deadline"), Sort: q.Get("sort"), Order: q.Get("order"), Page: 1, Per: defaultPer}
+	if lq.Deadline != "" && lq.Deadline != "past" {
+		problems = append(problems, fmt.Sprintf("deadline %s is not past (the only filter on deadlines)", quote(lq.Deadline)))
+	}
 	if utf8.RuneCountInString(lq.Q) > maxQueryLen || !utf8.ValidString(lq.Q) || strings.ContainsFunc(lq.Q, unicode.IsControl) {
 		problems = append(problems, fmt.Sprintf("q must be printable text of at most %d characters", maxQueryLen))
 	}
@@ -239,6 +255,7 @@ func (lq listQuery) values(p int) url.Values {
 	set("health", lq.Health, "")
 	set("tier", lq.Tier, "")
 	set("version", lq.Version, "")
+	set("deadline", lq.Deadline, "")
 	set("sort", lq.Sort, "id")
 	set("order", lq.Order, "asc")
 	set("per", strconv.Itoa(lq.Per), strconv.Itoa(defaultPer))
@@ -337,7 +354,7 @@ func (c *Console) tenants(w http.ResponseWriter, r *http.Request, v *view) error
 	return nil
 }
 
-var sortLabels = map[string]string{"id": "ID", "name": "Name", "state": "State", "health": "Health", "tier": "Tier",
+var sortLabels = map[string]string{"id": "ID", "name": "Name", "state": "State", "since": "In state", "health": "Health", "tier": "Tier",
 	"version": "Version", "updated": "Updated", "uptime": "Uptime 24h"}
 
 // filter returns one page of the rows matching lq, in its order, and how
@@ -358,7 +375,7 @@ func (s *snapshot) filter(lq listQuery) ([]*row, int) {
 		t := r.T
 		if (lq.State != "" && string(t.State) != lq.State) || (lq.Health != "" && r.Status != lq.Health) ||
 			(lq.Tier != "" && string(t.Tier) != lq.Tier) || (lq.Version != "" && t.AppVersion != lq.Version) ||
-			(q != "" && !strings.Contains(r.Key, q)) {
+			(lq.Deadline == "past" && !r.V.Overdue) || (q != "" && !strings.Contains(r.Key, q)) {
 			continue
 		}
 		if total >= skip && len(out) < lq.Per {
@@ -370,7 +387,9 @@ func (s *snapshot) filter(lq listQuery) ([]*row, int) {
 }
 
 type tenantData struct {
-	T         *registry.Tenant
+	T *registry.Tenant
+	// V is the tenant judged against its state's deadline now.
+	V         vending.Verdict
 	Health    string
 	OU        string
 	Uptime24h *float64
@@ -401,7 +420,7 @@ func (c *Console) tenant(w http.ResponseWriter, r *http.Request, v *view) error 
 		return fmt.Errorf("get tenant %s: %w", id, err)
 	}
 	now := c.o.Now()
-	d := &tenantData{T: t, Health: healthOf(t), OU: "—", Cost: costView{Note: "cost unavailable"}, Isolation: c.d.Isolation != nil}
+	d := &tenantData{T: t, V: c.o.Deadlines.Judge(t, now), Health: healthOf(t), OU: "—", Cost: costView{Note: "cost unavailable"}, Isolation: c.d.Isolation != nil}
 	// The rest is independent: read it at once.
 	var (
 		wg                sync.WaitGroup

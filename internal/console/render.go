@@ -134,9 +134,17 @@ var funcs = template.FuncMap{
 		}
 		return t.UTC().Format("2006-01-02 15:04:05Z")
 	},
-	"iso":   func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
-	"ago":   ago,
-	"left":  left,
+	"iso":  func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+	"ago":  ago,
+	"left": left,
+	"span": span,
+	// elapsed is how long from t to now, without "ago": "In state 12m".
+	"elapsed": func(now, t time.Time) string {
+		if t.IsZero() {
+			return "—"
+		}
+		return span(max(now.Sub(t), 0))
+	},
 	"short": shortBuild,
 	"pct": func(f *float64) string {
 		if f == nil {

@@ -38,9 +38,13 @@ type ControlOptions struct {
 	// Governor, when set, is shared instead of making one (several
 	// reconcilers in one process share one quota).
 	Governor *vending.Governor
-	// PollInterval, MaxPollInterval, ReadinessTimeout and ClaimTTL tune the
-	// reconciler; local defaults are short.
-	PollInterval, MaxPollInterval, ReadinessTimeout, ClaimTTL time.Duration
+	// PollInterval, MaxPollInterval and ClaimTTL tune the reconciler;
+	// local defaults are short.
+	PollInterval, MaxPollInterval, ClaimTTL time.Duration
+	// Deadlines bound each working state (vending.Deadlines); AWS's
+	// defaults when zero: a healthy local tenant never comes near them,
+	// and tests that hold a tenant past one set short ones.
+	Deadlines vending.Deadlines
 	// Endpoint turns a deployed tenant into its endpoint; the stack's
 	// ApiUrl output when nil.
 	Endpoint vending.EndpointFunc
@@ -183,7 +187,7 @@ func Wire(ctx context.Context, org *emulator.Org, o ControlOptions, log *slog.Lo
 		JWTAudience:       orString(o.JWTAudience, "silo-tenant-app"),
 		PollInterval:      or(o.PollInterval, 100*time.Millisecond),
 		MaxPollInterval:   or(o.MaxPollInterval, time.Second),
-		ReadinessTimeout:  or(o.ReadinessTimeout, 2*time.Minute),
+		Deadlines:         o.Deadlines,
 		ClaimTTL:          or(o.ClaimTTL, 10*time.Second),
 		Quotas:            q,
 		EventBus:          EventBus,
@@ -306,6 +310,9 @@ func (c *Control) NewPreviews(cfg preview.Config, kick func(string), now func() 
 	}
 	if cfg.ResetBackoff == 0 {
 		cfg.ResetBackoff = 200 * time.Millisecond // emulated AWS is fast
+	}
+	if cfg.Deadlines == (vending.Deadlines{}) {
+		cfg.Deadlines = c.Vending.Deadlines // one set of deadlines for the whole platform
 	}
 	orgc := organizations.NewFromConfig(c.Config)
 	return preview.New(cfg, preview.Deps{

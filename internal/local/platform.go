@@ -71,6 +71,10 @@ type Options struct {
 	// hundreds of tenants up from one address.
 	SignupRate  rate.Limit
 	SignupBurst int
+	// Deadlines bound each working state of tenants, previews and pool
+	// accounts (vending.Deadlines); AWS's defaults when zero. The
+	// reconciler, the pool, the API and the console share them.
+	Deadlines vending.Deadlines
 	// Emulator, when set, is used (reset and seeded anew) instead of
 	// starting one, and left running by Close: a test package's emulator.
 	Emulator *emulator.Emulator
@@ -215,6 +219,7 @@ func Start(ctx context.Context, o Options, log *slog.Logger) (*Platform, error) 
 			}
 		},
 		JWTIssuer: p.Issuer.URL(), JWTAudience: p.Issuer.Audience(),
+		Deadlines: o.Deadlines,
 	}, log)
 	if err != nil {
 		p.Close()
@@ -344,7 +349,7 @@ func (p *Platform) startAPI(o Options) error {
 		Audits:   p.Audits,
 		Verifier: verifier, Users: users, Log: p.log,
 	}, api.Options{StatusSecret: secret, BaseURL: base, SignupRate: o.SignupRate, SignupBurst: o.SignupBurst,
-		DomainSignupRate: o.DomainSignupRate, DomainSignupBurst: o.DomainSignupBurst})
+		DomainSignupRate: o.DomainSignupRate, DomainSignupBurst: o.DomainSignupBurst, Deadlines: p.Control.Vending.Deadlines})
 	if err != nil {
 		ln.Close()
 		return err
@@ -392,7 +397,8 @@ func (p *Platform) startConsole(ctx context.Context, addr string, mgmt aws.Confi
 		Isolation: p.Audits,
 		Costs:     console.NewCostExplorer(mgmt, 0),
 		OUs:       console.NewOULookup(organizations.NewFromConfig(mgmt)),
-	}, console.Options{RefreshEvery: 2 * time.Second, AutoRefresh: 5 * time.Second, PoolTarget: poolTarget})
+	}, console.Options{RefreshEvery: 2 * time.Second, AutoRefresh: 5 * time.Second, PoolTarget: poolTarget,
+		Deadlines: p.Control.Vending.Deadlines})
 	if err != nil {
 		ln.Close()
 		return err

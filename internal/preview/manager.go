@@ -34,6 +34,10 @@ type Config struct {
 	MaxResetAttempts int
 	// ResetBackoff is the pause after a failed reset; it doubles with each.
 	ResetBackoff time.Duration
+	// Deadlines are the vending engine's; the pool uses PoolResetting, the
+	// deadline of its own resetting state (vending.DefaultDeadlines when
+	// zero).
+	Deadlines vending.Deadlines
 	// PoolOU is where pool accounts wait between leases.
 	PoolOU string
 	// ContactEmail is the contact of preview and pool records.
@@ -67,6 +71,7 @@ func (c Config) withDefaults() Config {
 	def(&c.WaitTimeout, DefaultWaitTimeout)
 	def(&c.MaxWait, DefaultMaxWait)
 	def(&c.ResetBackoff, 30*time.Second)
+	c.Deadlines = c.Deadlines.WithDefaults()
 	if c.MaxResetAttempts <= 0 {
 		c.MaxResetAttempts = DefaultMaxResetAttempts
 	}

@@ -203,6 +203,9 @@ func (m *Manager) resetAll(ctx context.Context, rep *TickReport) error {
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			next, err := m.reset(ctx, a)
+			if err != nil && ctx.Err() == nil && !errors.Is(err, registry.ErrConflict) {
+				next, err = m.stuck(ctx, a, now, err)
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
@@ -299,6 +302,25 @@ func (m *Manager) reset(ctx context.Context, a *registry.PoolAccount) (*registry
 	})
 	if err == nil {
 		m.d.Log.WarnContext(ctx, "pool account reset failed", "account", a.AccountID, "attempt", attempts, "state", to, "leftovers", leftovers)
+	}
+	return next, err
+}
+
+// stuck quarantines a resetting account whose reset keeps erroring before
+// it can count an attempt (AWS unreachable, the guard's reads failing) once
+// nothing was recorded on it for Deadlines.PoolResetting: the deadline of
+// the pool's own resetting state. The reason quotes the error. Before the
+// deadline the error is returned for the next pass to retry.
+func (m *Manager) stuck(ctx context.Context, a *registry.PoolAccount, now time.Time, cause error) (*registry.PoolAccount, error) {
+	idle := now.Sub(a.UpdatedAt)
+	if idle <= m.cfg.Deadlines.PoolResetting {
+		return nil, cause
+	}
+	reason := fmt.Sprintf("no progress in resetting for %s (deadline %s): %s",
+		idle.Round(time.Second), m.cfg.Deadlines.PoolResetting, awsx.Brief(cause, 500))
+	next, err := m.d.Registry.MovePoolAccount(ctx, a, registry.PoolQuarantined, func(n *registry.PoolAccount) { n.Reason = reason })
+	if err == nil {
+		m.d.Log.WarnContext(ctx, "pool account past its reset deadline; quarantined", "account", a.AccountID, "reason", reason)
 	}
 	return next, err
 }

@@ -49,8 +49,18 @@ func (e *env) now() time.Time { return time.Now().Add(time.Duration(e.skew.Load(
 
 func start(t *testing.T, cfg preview.Config, o local.ControlOptions) *env {
 	t.Helper()
+	return startWith(t, cfg, o, nil)
+}
+
+// startWith is start with faults configured (by before) once the emulator
+// is reset and before the pool and the reconciler run.
+func startWith(t *testing.T, cfg preview.Config, o local.ControlOptions, before func()) *env {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	e := &env{org: emu.ResetT(t)}
+	if before != nil {
+		before()
+	}
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	c, err := local.Wire(ctx, e.org, o, log)

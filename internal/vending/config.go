@@ -37,8 +37,10 @@ type Config struct {
 	Release Release
 	// JWT issuer and audience of the tenant application.
 	JWTIssuer, JWTAudience string
-	// ReadinessTimeout bounds how long a new account may stay unusable.
-	ReadinessTimeout time.Duration
+	// Deadlines bound how long a tenant may make no progress in each
+	// working state (deadlines.go); zero fields take DefaultDeadlines. The
+	// readiness gate's bound is the PREPARING deadline.
+	Deadlines Deadlines
 	// ClaimTTL is how long a reconciler's claim on creating a tenant's
 	// account holds before another reconciler may take over.
 	ClaimTTL time.Duration
@@ -75,7 +77,7 @@ func (c Config) WithDefaults() Config {
 	if c.AccountPrefix == "" {
 		c.AccountPrefix = "silo-"
 	}
-	orDefault(&c.ReadinessTimeout, 15*time.Minute)
+	c.Deadlines = c.Deadlines.WithDefaults()
 	orDefault(&c.ClaimTTL, 2*time.Minute)
 	orDefault(&c.PollInterval, 2*time.Second)
 	orDefault(&c.MaxPollInterval, 15*time.Second)

@@ -45,6 +45,11 @@ func (r *Reconciler) instanceFailure(ctx context.Context, t *registry.Tenant, oe
 			why += " (" + code + ")"
 		}
 	}
+	return fmt.Sprintf("stack instance %s: %s (%s)", status, operationReason(t, oe), why), nil
+}
+
+// operationReason is what the operation oe says about t's account.
+func operationReason(t *registry.Tenant, oe *stacksets.OperationError) string {
 	reason := oe.Accounts[t.AccountID]
 	if reason == "" {
 		reason = oe.Reason
@@ -52,7 +57,7 @@ func (r *Reconciler) instanceFailure(ctx context.Context, t *registry.Tenant, oe
 	if reason == "" {
 		reason = "no reason given"
 	}
-	return fmt.Sprintf("stack instance %s: %s (%s)", status, reason, why), nil
+	return reason
 }
 
 // attrDeployReset records the deploy attempt whose account resetDeploy

@@ -101,7 +101,16 @@ func (g *Governor) Quotas() Quotas { return g.q }
 // CreateAccount (and so also waits for the call rate) or only resumes
 // watching a request made earlier.
 func (g *Governor) AcquireCreate(ctx context.Context, callNow bool) error {
-	if err := g.creates.acquire(ctx); err != nil {
+	return g.AcquireCreateNoting(ctx, callNow, 0, nil)
+}
+
+// AcquireCreateNoting is AcquireCreate for a caller that records its wait:
+// when no slot is free at once, waiting is called at once and then every
+// interval while the caller keeps its place in the queue (the reconciler
+// renews the tenant's quota note). An error from waiting gives the place
+// up and is returned.
+func (g *Governor) AcquireCreateNoting(ctx context.Context, callNow bool, every time.Duration, waiting func(ctx context.Context) error) error {
+	if err := g.creates.acquire(ctx, every, waiting); err != nil {
 		return err
 	}
 	if callNow {
@@ -134,7 +143,17 @@ func (g *Governor) PeakCreates() int {
 
 // AcquireClose waits for a closure slot; ReleaseClose returns it. The
 // rolling-window ledger is checked by the caller, which knows the registry.
-func (g *Governor) AcquireClose(ctx context.Context) error { return g.closures.acquire(ctx) }
+// waiting (optional) is called as AcquireCreateNoting calls it.
+func (g *Governor) AcquireClose(ctx context.Context, every time.Duration, waiting func(ctx context.Context) error) error {
+	return g.closures.acquire(ctx, every, waiting)
+}
+
+// InProgress returns how many create-account slots are held now.
+func (g *Governor) InProgress() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.inProgress
+}
 
 // ReleaseClose returns a closure slot.
 func (g *Governor) ReleaseClose() { g.closures.release() }
@@ -148,7 +167,10 @@ type fifo struct {
 
 func newFIFO(n int) *fifo { return &fifo{free: n} }
 
-func (f *fifo) acquire(ctx context.Context) error {
+// acquire waits for a unit. When it has to wait and tick is set, tick is
+// called at once and then every interval, in the waiter's goroutine; an
+// error from tick gives the place up and is returned.
+func (f *fifo) acquire(ctx context.Context, every time.Duration, tick func(context.Context) error) error {
 	f.mu.Lock()
 	if f.free > 0 && f.waiters.Len() == 0 {
 		f.free--
@@ -158,10 +180,7 @@ func (f *fifo) acquire(ctx context.Context) error {
 	ch := make(chan struct{})
 	el := f.waiters.PushBack(ch)
 	f.mu.Unlock()
-	select {
-	case <-ch:
-		return nil
-	case <-ctx.Done():
+	giveUp := func(err error) error {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		select {
@@ -170,7 +189,30 @@ func (f *fifo) acquire(ctx context.Context) error {
 		default:
 			f.waiters.Remove(el)
 		}
-		return ctx.Err()
+		return err
+	}
+	var ticks <-chan time.Time
+	if tick != nil {
+		if err := tick(ctx); err != nil {
+			return giveUp(err)
+		}
+		if every > 0 {
+			t := time.NewTicker(every)
+			defer t.Stop()
+			ticks = t.C
+		}
+	}
+	for {
+		select {
+		case <-ch:
+			return nil
+		case <-ticks:
+			if err := tick(ctx); err != nil {
+				return giveUp(err)
+			}
+		case <-ctx.Done():
+			return giveUp(ctx.Err())
+		}
 	}
 }
 

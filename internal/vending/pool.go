@@ -80,10 +80,11 @@ func (r *Reconciler) claimOrFail(ctx context.Context, t *registry.Tenant) (*regi
 
 // checkOwner is the guard before a decommission: a preview's account may
 // still carry the pool's tag when the preview is released before its
-// account was prepared.
+// account was prepared, and a pool account's record carries it once its
+// account was retagged for the pool.
 func (r *Reconciler) checkOwner(ctx context.Context, t *registry.Tenant) error {
 	err := r.guard.Check(ctx, t.AccountID, t.ID)
-	if err != nil && t.Kind == registry.KindPreview && r.guard.Check(ctx, t.AccountID, PoolTag) == nil {
+	if err != nil && (t.Kind == registry.KindPreview || t.Kind == registry.KindPool) && r.guard.Check(ctx, t.AccountID, PoolTag) == nil {
 		return nil
 	}
 	return err
@@ -106,6 +107,7 @@ func (r *Reconciler) returnToPool(ctx context.Context, t *registry.Tenant) (*reg
 		// The next lease of this preview starts from scratch.
 		delete(n.Attributes, attrDecomStep)
 		delete(n.Attributes, attrDeployRelease)
+		delete(n.Attributes, attrRemoveOp)
 	})
 	if err != nil {
 		return nil, err
@@ -170,7 +172,7 @@ func (r *Reconciler) update(ctx context.Context, t *registry.Tenant) (*registry.
 		if err != nil {
 			return nil, err
 		}
-		recorded, err := r.d.Registry.Update(ctx, t, registry.Change{Actor: r.cfg.Actor, Type: "update_started",
+		recorded, err := r.d.Registry.Update(ctx, t, registry.Change{Actor: r.cfg.Actor, Type: "update_started", Progress: true,
 			Detail: map[string]string{"release": want},
 			Mutate: func(m *registry.Tenant) {
 				setAttr(m, attrUpdateAttempt, strconv.Itoa(n+1))
@@ -191,8 +193,8 @@ func (r *Reconciler) update(ctx context.Context, t *registry.Tenant) (*registry.
 	}
 	got, err := r.d.Deployer.UpdateInstance(ctx, t.Operation, t.AccountID, t.Region, r.Params(t, rel))
 	if err != nil {
-		if errors.Is(err, stacksets.ErrBusy) || awsx.IsThrottled(err) || awsx.IsAlreadyExists(err) {
-			return t, awsx.Sleep(ctx, r.cfg.PollInterval+jitter(r.cfg.PollInterval))
+		if isStackSetBusy(err) || awsx.IsAlreadyExists(err) {
+			return r.waitStackSet(ctx, t, err)
 		}
 		return nil, fmt.Errorf("update stack instance: %w", err)
 	}
@@ -201,7 +203,9 @@ func (r *Reconciler) update(ctx context.Context, t *registry.Tenant) (*registry.
 			return nil, err
 		}
 	}
-	if _, err := r.d.Deployer.Wait(ctx, t.Operation); err != nil {
+	bctx, cancel := r.bounded(ctx, t)
+	defer cancel()
+	if _, err := r.d.Deployer.Wait(bctx, t.Operation); err != nil {
 		var oe *stacksets.OperationError
 		if errors.As(err, &oe) {
 			reason, err := r.instanceFailure(ctx, t, oe)
@@ -209,6 +213,9 @@ func (r *Reconciler) update(ctx context.Context, t *registry.Tenant) (*registry.
 				return nil, err
 			}
 			return r.fail(ctx, t, fmt.Sprintf("update to %s: %s", rel.Version, reason))
+		}
+		if cutOff(ctx, bctx) {
+			return r.overdue(ctx, t, err)
 		}
 		if isNotFound(err) {
 			return r.d.Registry.Update(ctx, t, registry.Change{Mutate: func(n *registry.Tenant) { n.Operation = "" }})

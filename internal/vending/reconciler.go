@@ -50,6 +50,11 @@ type Deployer interface {
 	// first, or "" when none failed; a missing instance or stack wraps
 	// stacksets.ErrNotFound.
 	StackFailure(ctx context.Context, account, region string) (string, error)
+	// OperationStatus describes an operation once, without waiting.
+	OperationStatus(ctx context.Context, opID string) (stacksets.Result, error)
+	// OperationFailures says why each account of an operation did not
+	// succeed.
+	OperationFailures(ctx context.Context, opID string) (map[string]string, error)
 }
 
 // Prober checks that a new account is usable (package vending's readiness
@@ -178,12 +183,22 @@ func (r *Reconciler) Drive(ctx context.Context, id string) (*registry.Tenant, er
 			}
 			t = next
 		}
-		if parked(t) || t.State == registry.StateUpdating && t.Attributes[registry.AttrRollout] != "" {
+		if parked(t) || heldByRollout(t) {
 			// A parked preview waits for an account; a rollout's tenant is
 			// updated by the rollout's wave.
 			break
 		}
-		next, err := r.step(ctx, t)
+		var next *registry.Tenant
+		if v := r.Judge(t); v.Overdue {
+			// Past its deadline before this step even starts (a Drive
+			// resumed by a sweep, say): AWS says where it stands.
+			next, err = r.expire(ctx, t, v, nil)
+			if err == nil && next == t {
+				next, err = r.step(ctx, t) // AWS says the work is done: carry on
+			}
+		} else {
+			next, err = r.step(ctx, t)
+		}
 		switch {
 		case errors.Is(err, registry.ErrConflict):
 			// Someone else moved the tenant: look again.
@@ -192,6 +207,11 @@ func (r *Reconciler) Drive(ctx context.Context, id string) (*registry.Tenant, er
 			}
 			continue
 		case err != nil:
+			if ctx.Err() == nil {
+				// What the tenant is stuck on, for an operator to read and
+				// for the deadline's reason to quote.
+				r.noteError(ctx, t, err)
+			}
 			return t, fmt.Errorf("tenant %s in %s: %w", id, t.State, err)
 		}
 		t = next
@@ -228,6 +248,9 @@ func (r *Reconciler) transition(ctx context.Context, t *registry.Tenant, to regi
 }
 
 func (r *Reconciler) fail(ctx context.Context, t *registry.Tenant, reason string) (*registry.Tenant, error) {
+	if len(reason) > maxReason {
+		reason = awsx.Brief(errors.New(reason), maxReason)
+	}
 	next, err := r.transition(ctx, t, registry.StateFailed, reason, func(n *registry.Tenant) { n.Operation = "" })
 	if err != nil {
 		return nil, err
@@ -247,6 +270,11 @@ const (
 	// meanwhile is deployed by the next update, never mistaken for this one.
 	attrDeployRelease = "deploy_release"
 	attrUpdateAttempt = "update_attempt"
+	// attrRemoveAttempt numbers a decommission's stack-instance removals,
+	// and attrRemoveOp is the removal recorded in Operation: a removal is
+	// resumed only when the recorded operation is this one.
+	attrRemoveAttempt = "remove_attempt"
+	attrRemoveOp      = "remove_op"
 )
 
 // createAccount runs CREATING_ACCOUNT to its end: it finds or makes the
@@ -295,7 +323,7 @@ func (r *Reconciler) requestAccount(ctx context.Context, t *registry.Tenant) (*r
 		}
 		if op != "" || account != "" {
 			r.d.Log.InfoContext(ctx, "adopted account request", "tenant", t.ID, "request", op, "account", account)
-			return r.d.Registry.Update(ctx, t, registry.Change{Actor: r.cfg.Actor, Type: "account_adopted",
+			return r.d.Registry.Update(ctx, t, registry.Change{Actor: r.cfg.Actor, Type: "account_adopted", Progress: true,
 				Detail: map[string]string{"request": op, "account": account},
 				Mutate: func(n *registry.Tenant) {
 					n.Operation = op
@@ -318,7 +346,15 @@ func (r *Reconciler) requestAccount(ctx context.Context, t *registry.Tenant) (*r
 			return nil, err
 		}
 		t = claimed
-		if err := r.d.Governor.AcquireCreate(ctx, true); err != nil {
+		if err := r.d.Governor.AcquireCreateNoting(ctx, true, r.cfg.Deadlines.QuotaNote/4, func(ctx context.Context) error {
+			// Every slot is taken: the wait is the quota's, and the tenant
+			// says so (the note is renewed only when it runs low).
+			noted, err := r.noteWaiting(ctx, t, r.createQuotaNote())
+			if err == nil {
+				t = noted
+			}
+			return err
+		}); err != nil {
 			return nil, err
 		}
 		// Waiting for a slot can outlast the claim, and another reconciler
@@ -344,8 +380,14 @@ func (r *Reconciler) requestAccount(ctx context.Context, t *registry.Tenant) (*r
 			r.d.Governor.ReleaseCreate()
 			switch {
 			case awsx.IsQuota(err) || awsx.IsThrottled(err) || awsx.IsConflict(err):
-				// Over a quota or rate AWS enforces: wait our turn, never fail.
+				// Over a quota or rate AWS enforces: wait our turn, never
+				// fail, and say so on the tenant.
 				r.d.Log.WarnContext(ctx, "create account deferred", "tenant", t.ID, "error", err)
+				noted, nerr := r.noteWaiting(ctx, t, "create-account quota: AWS refused the request ("+awsx.ErrorCode(err)+")")
+				if nerr != nil {
+					return nil, nerr
+				}
+				t = noted
 				if err := awsx.Sleep(ctx, r.cfg.PollInterval+jitter(r.cfg.PollInterval)); err != nil {
 					return nil, err
 				}
@@ -358,7 +400,7 @@ func (r *Reconciler) requestAccount(ctx context.Context, t *registry.Tenant) (*r
 		reqID := aws.ToString(out.CreateAccountStatus.Id)
 		// Record the handle before waiting on it. If this write is lost to a
 		// crash, the next attempt adopts the request by its account name.
-		recorded, err := r.d.Registry.Update(ctx, t, registry.Change{Actor: r.cfg.Actor, Type: "account_requested",
+		recorded, err := r.d.Registry.Update(ctx, t, registry.Change{Actor: r.cfg.Actor, Type: "account_requested", Progress: true,
 			Detail: map[string]string{"request": reqID},
 			Mutate: func(n *registry.Tenant) {
 				n.Operation = reqID
@@ -417,10 +459,19 @@ func (r *Reconciler) findCreation(ctx context.Context, tenant string) (request, 
 func (r *Reconciler) watchCreation(ctx context.Context, t *registry.Tenant, holding bool) (*registry.Tenant, error) {
 	if !holding {
 		// A request made before a crash still counts against the quota.
-		if err := r.d.Governor.AcquireCreate(ctx, false); err != nil {
+		if err := r.d.Governor.AcquireCreateNoting(ctx, false, r.cfg.Deadlines.QuotaNote/4, func(ctx context.Context) error {
+			noted, err := r.noteWaiting(ctx, t, r.createQuotaNote())
+			if err == nil {
+				t = noted
+			}
+			return err
+		}); err != nil {
 			return nil, err
 		}
 	}
+	// The creation is waited for until the tenant's deadline at most.
+	bctx, cancel := r.bounded(ctx, t)
+	defer cancel()
 	released := false
 	release := func() {
 		if !released {
@@ -430,8 +481,13 @@ func (r *Reconciler) watchCreation(ctx context.Context, t *registry.Tenant, hold
 	}
 	defer release()
 	delay := r.cfg.PollInterval
+	var lastErr error
 	for {
-		out, err := r.d.Org.DescribeCreateAccountStatus(ctx, &organizations.DescribeCreateAccountStatusInput{CreateAccountRequestId: aws.String(t.Operation)})
+		out, err := r.d.Org.DescribeCreateAccountStatus(bctx, &organizations.DescribeCreateAccountStatusInput{CreateAccountRequestId: aws.String(t.Operation)})
+		if err != nil && cutOff(ctx, bctx) {
+			release()
+			return r.overdue(ctx, t, lastErr)
+		}
 		if err != nil {
 			if awsx.IsNotFound(err) {
 				// The handle is unknown to AWS (a lost request): forget it and
@@ -442,6 +498,7 @@ func (r *Reconciler) watchCreation(ctx context.Context, t *registry.Tenant, hold
 			if !awsx.IsThrottled(err) {
 				return nil, fmt.Errorf("describe create-account request %s: %w", t.Operation, err)
 			}
+			lastErr = err
 		} else {
 			st := out.CreateAccountStatus
 			switch st.State {
@@ -461,11 +518,21 @@ func (r *Reconciler) watchCreation(ctx context.Context, t *registry.Tenant, hold
 				return r.fail(ctx, t, "account creation failed: "+string(st.FailureReason))
 			}
 		}
-		if err := awsx.Sleep(ctx, delay+jitter(delay)); err != nil {
+		if err := awsx.Sleep(bctx, delay+jitter(delay)); err != nil {
+			if cutOff(ctx, bctx) {
+				release()
+				return r.overdue(ctx, t, lastErr)
+			}
 			return nil, err
 		}
 		delay = min(delay*2, r.cfg.MaxPollInterval)
 	}
+}
+
+// createQuotaNote is the quota note of a tenant waiting for a
+// create-account slot.
+func (r *Reconciler) createQuotaNote() string {
+	return fmt.Sprintf("create-account slot: %d of %d requests in progress", r.d.Governor.InProgress(), r.d.Governor.Quotas().MaxCreateInProgress)
 }
 
 // prepare moves the account into its OU and waits until it is usable.
@@ -496,22 +563,35 @@ func (r *Reconciler) prepare(ctx context.Context, t *registry.Tenant) (*registry
 		}
 	}
 	// Readiness gate: a new account is not usable for a while. Retry with
-	// backoff until ReadinessTimeout after the tenant entered PREPARING.
-	deadline := t.UpdatedAt.Add(r.cfg.ReadinessTimeout)
+	// backoff until the PREPARING deadline, recording each new kind of
+	// refusal on the tenant (the deadline's reason quotes the last).
+	bctx, cancel := r.bounded(ctx, t)
+	defer cancel()
 	delay := r.cfg.PollInterval / 2
 	for attempt := 1; ; attempt++ {
-		err := r.d.Readiness.Ready(ctx, t.AccountID)
+		err := r.d.Readiness.Ready(bctx, t.AccountID)
 		if err == nil {
 			break
+		}
+		if cutOff(ctx, bctx) {
+			return r.overdue(ctx, t, err)
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		if r.now().After(deadline) {
-			return r.fail(ctx, t, fmt.Sprintf("account %s not usable after %s: %v", t.AccountID, r.cfg.ReadinessTimeout, awsx.ErrorCode(err)))
-		}
 		r.d.Log.DebugContext(ctx, "account not ready yet", "tenant", t.ID, "account", t.AccountID, "attempt", attempt, "error", err)
-		if err := awsx.Sleep(ctx, delay+jitter(delay)); err != nil {
+		if text := awsx.Brief(err, maxLastError); text != t.LastError {
+			now := r.now()
+			noted, nerr := r.d.Registry.Update(ctx, t, registry.Change{Mutate: func(n *registry.Tenant) { n.LastError, n.LastErrorAt = text, &now }})
+			if nerr != nil {
+				return nil, nerr
+			}
+			t = noted
+		}
+		if err := awsx.Sleep(bctx, delay+jitter(delay)); err != nil {
+			if cutOff(ctx, bctx) {
+				return r.overdue(ctx, t, err)
+			}
 			return nil, err
 		}
 		delay = min(delay*2, r.cfg.MaxPollInterval)
@@ -570,7 +650,7 @@ func (r *Reconciler) deploy(ctx context.Context, t *registry.Tenant) (*registry.
 		if err != nil {
 			return nil, err
 		}
-		recorded, err := r.d.Registry.Update(ctx, t, registry.Change{Mutate: func(n *registry.Tenant) {
+		recorded, err := r.d.Registry.Update(ctx, t, registry.Change{Progress: true, Mutate: func(n *registry.Tenant) {
 			if n.Operation == "" {
 				n.Operation = deployOpID(n.ID, attempt)
 			}
@@ -590,10 +670,10 @@ func (r *Reconciler) deploy(ctx context.Context, t *registry.Tenant) (*registry.
 	}
 	got, err := r.d.Deployer.AddInstance(ctx, op, t.AccountID, t.Region, r.Params(t, rel))
 	if err != nil {
-		if awsx.IsThrottled(err) || awsx.IsAlreadyExists(err) || errors.Is(err, stacksets.ErrBusy) {
+		if isStackSetBusy(err) || awsx.IsAlreadyExists(err) {
 			// One operation per stack set at a time, or another reconciler
 			// is creating this very instance: wait, then look again.
-			return t, awsx.Sleep(ctx, r.cfg.PollInterval+jitter(r.cfg.PollInterval))
+			return r.waitStackSet(ctx, t, err)
 		}
 		return nil, fmt.Errorf("deploy stack instance: %w", err)
 	}
@@ -605,7 +685,9 @@ func (r *Reconciler) deploy(ctx context.Context, t *registry.Tenant) (*registry.
 		}
 		op = got
 	}
-	if _, err := r.d.Deployer.Wait(ctx, op); err != nil {
+	bctx, cancel := r.bounded(ctx, t)
+	defer cancel()
+	if _, err := r.d.Deployer.Wait(bctx, op); err != nil {
 		var oe *stacksets.OperationError
 		if errors.As(err, &oe) {
 			reason, err := r.instanceFailure(ctx, t, oe)
@@ -613,6 +695,9 @@ func (r *Reconciler) deploy(ctx context.Context, t *registry.Tenant) (*registry.
 				return nil, err
 			}
 			return r.fail(ctx, t, reason)
+		}
+		if cutOff(ctx, bctx) {
+			return r.overdue(ctx, t, err)
 		}
 		if errors.Is(err, stacksets.ErrNotFound) {
 			// The recorded operation is unknown: issue the deploy again.
@@ -659,9 +744,13 @@ func (r *Reconciler) deploy(ctx context.Context, t *registry.Tenant) (*registry.
 	return next, nil
 }
 
-// Retry restarts a FAILED tenant at the step that failed. A failed deploy
-// gets a new operation id, and starts from a clean account (resetDeploy);
-// a failed account creation makes a new request.
+// Retry restarts a FAILED tenant at the step that failed, whether AWS
+// failed it or its deadline did. A failed deploy gets a new operation id,
+// and a failed first deployment starts from a clean account (resetDeploy);
+// a failed account creation first looks for a request or an account made
+// for the tenant (one still in progress at the deadline and finished since
+// is adopted) and makes a new request only when there is none; a
+// decommission resumes at its last checkpoint.
 func (r *Reconciler) Retry(ctx context.Context, id, actor, reason string) (*registry.Tenant, error) {
 	return Retry(ctx, r.d.Registry, id, actor, reason)
 }
