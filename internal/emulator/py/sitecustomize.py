@@ -77,7 +77,11 @@
 #    DeleteStackInstances removes the instance (its stack is gone already);
 #    CreateStackInstances skips an account and region that already have an
 #    instance instead of creating a second one (moto fixed this upstream
-#    after 5.2.1, getmoto/moto#10171). Checked through the Go SDK by
+#    after 5.2.1, getmoto/moto#10171). StackSet operations run one at a
+#    time, as AWS runs one operation per stack set at a time: moto_server
+#    serves requests on threads, and two reconcilers creating one tenant's
+#    instance at once would otherwise both create its stack, the second
+#    failing with AlreadyExistsException. Checked through the Go SDK by
 #    internal/emulator's stackfail_test.go.
 import copy as _copy
 import sys as _sys
@@ -439,6 +443,16 @@ def _install_failed_stack_instances():
         return
 
     state = _threading.local()
+    # One StackSet operation at a time (reentrant: UpdateStackSet updates
+    # its instances inside its own operation).
+    operations = _threading.RLock()
+
+    def serialized(fn):
+        def run(*args, **kwargs):
+            with operations:
+                return fn(*args, **kwargs)
+        return run
+
     original_create = _parsing.parse_and_create_resource
 
     def parse_and_create_resource(logical_id, resource_json, resources_map, account_id, region_name):
@@ -623,7 +637,7 @@ def _install_failed_stack_instances():
         record(self.get_operation(op_id), new)
         return op_id
 
-    StackSet.create_stack_instances = create_stack_instances
+    StackSet.create_stack_instances = serialized(create_stack_instances)
 
     def param_values(params):
         if isinstance(params, dict):
@@ -662,7 +676,7 @@ def _install_failed_stack_instances():
         state.retried = retried
         return operation
 
-    StackSet.update_instances = update_instances
+    StackSet.update_instances = serialized(update_instances)
 
     original_update = StackSet.update
 
@@ -677,7 +691,8 @@ def _install_failed_stack_instances():
         finally:
             state.retried = []
 
-    StackSet.update = update
+    StackSet.update = serialized(update)
+    StackSet.delete_stack_instances = serialized(StackSet.delete_stack_instances)
 
     original_results = CloudFormationResponse.list_stack_set_operation_results
 
