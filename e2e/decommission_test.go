@@ -16,6 +16,7 @@ import (
 	orgtypes "github.com/aws/aws-sdk-go-v2/service/organizations/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/silo-saas/silo/internal/emulator"
 	"github.com/silo-saas/silo/internal/vending"
@@ -176,5 +177,71 @@ func TestDecommission(t *testing.T) {
 	otherTables, _ := dynamodb.NewFromConfig(c.Accounts.Config(other.AccountID)).ListTables(ctx, &dynamodb.ListTablesInput{})
 	if !slices.Equal(otherTables.TableNames, []string{"silo-staying-data"}) {
 		t.Errorf("other tenant's tables: %v", otherTables.TableNames)
+	}
+}
+
+// TestDecommissionWaitsOutABusyStackSet: a decommission whose stack
+// instance removal is refused because another operation runs on the stack
+// set waits for it and then takes every step in order. It once fell through
+// to closing the account: the instance left in place, nothing cleaned, no
+// deletion report, and a preview's pool account closed instead of reset.
+func TestDecommissionWaitsOutABusyStackSet(t *testing.T) {
+	c := wire(t, fastRecovery)
+	signup(t, c, "busy-leaving", "busy-staying")
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	driveAll(ctx, t, c, []string{"busy-leaving", "busy-staying"})
+	leaving, err := c.Registry.Get(ctx, "busy-leaving")
+	if err != nil {
+		t.Fatal(err)
+	}
+	staying, err := c.Registry.Get(ctx, "busy-staying")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Another operation on the stack set, running for a while: the other
+	// tenant's instance updated with its own parameters.
+	emu.Proxy.Configure(emulator.Faults{StackSetOperationDelay: 3 * time.Second})
+	rel, err := c.Reconciler.Release(ctx, staying.AppVersion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.StackSets.UpdateInstance(ctx, "busy-other-op", staying.AccountID, staying.Region, c.Reconciler.Params(staying, rel)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Registry.Transition(ctx, leaving, registry.StateDecommissioning, registry.Change{Actor: "operator:ann", Reason: "contract ended"}); err != nil {
+		t.Fatal(err)
+	}
+	done, err := c.Reconciler.Drive(ctx, "busy-leaving")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := emu.Proxy.Stats().StackSetConflicts; got == 0 {
+		t.Fatal("the removal never met the running operation: the test proves nothing")
+	}
+	if done.State != registry.StateClosed {
+		t.Fatalf("after decommission: %s (%s)", done.State, done.Reason)
+	}
+	events, err := c.Registry.Events(ctx, "busy-leaving")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var steps []string
+	for _, e := range events {
+		switch e.Type {
+		case "instance_removed", "account_cleaned", "account_suspended":
+			steps = append(steps, e.Type)
+		}
+	}
+	if diff := cmp.Diff([]string{"instance_removed", "account_cleaned", "account_suspended"}, steps); diff != "" {
+		t.Errorf("decommission steps (-want +got):\n%s", diff)
+	}
+	var report vending.DeletionReport
+	if err := c.Registry.Report(ctx, "busy-leaving", vending.ReportDeletion, &report); err != nil {
+		t.Fatalf("no deletion report: %v", err)
+	}
+	if has, err := c.StackSets.HasInstance(ctx, leaving.AccountID, leaving.Region); err != nil || has {
+		t.Errorf("stack instance of the closed tenant still there (%v)", err)
 	}
 }

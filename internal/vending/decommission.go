@@ -56,7 +56,11 @@ func (r *Reconciler) decommission(ctx context.Context, t *registry.Tenant) (*reg
 		if t, err = r.removeInstance(ctx, t); err != nil || t.State != registry.StateDecommissioning {
 			return t, err
 		}
-		step = t.Attributes[attrDecomStep]
+		if step = t.Attributes[attrDecomStep]; step == "" {
+			// The removal waits (the stack set runs another operation, or
+			// throttles): look again, never past a step not taken.
+			return t, nil
+		}
 	}
 	if step == stepInstanceRemoved && t.Kind == registry.KindPreview {
 		// A preview's account goes back to the pool, whose reset cleans it
@@ -93,6 +97,12 @@ func (r *Reconciler) decommission(ctx context.Context, t *registry.Tenant) (*reg
 		if t, err = r.checkpoint(ctx, t, stepSuspended, "account_suspended", nil); err != nil {
 			return nil, err
 		}
+		step = stepSuspended
+	}
+	if step != stepSuspended {
+		// Unreachable while the steps above are taken in order; the account
+		// is closed only after its stack instance is gone and it is clean.
+		return nil, fmt.Errorf("tenant %s: decommission step %q before closing the account", t.ID, step)
 	}
 	if t, err = r.closeAccount(ctx, t); err != nil {
 		return nil, err
