@@ -214,6 +214,22 @@ func (d Deadlines) Judge(t *registry.Tenant, now time.Time) Verdict {
 	return v
 }
 
+// WatchedFrom returns v with the clock started no earlier than from: the
+// time the judging reconciler started. A tenant left idle while no
+// reconciler ran (an outage, a deploy of the control plane) is not stuck
+// in the sense deadlines catch, which is a reconciler trying and getting
+// nowhere; it gets its state's whole deadline from the reconciler's start.
+func (v Verdict) WatchedFrom(from, now time.Time) Verdict {
+	if v.Due.IsZero() || !v.Progress.Before(from) {
+		return v
+	}
+	v.Progress = from
+	v.Due = from.Add(v.Limit)
+	v.Idle = max(now.Sub(from), 0)
+	v.Overdue = v.Idle > v.Limit
+	return v
+}
+
 // heldByRollout reports whether t is an UPDATING tenant a rollout's wave
 // is updating: the rollout's own bounds (its operation, its gate timeout)
 // apply, and the reconciler leaves it alone.

@@ -137,3 +137,41 @@ func TestDeadlinesWithDefaults(t *testing.T) {
 		t.Errorf("WithDefaults: quota note %s, pool resetting %s", got.QuotaNote, got.PoolResetting)
 	}
 }
+
+// TestWatchedFrom: idle time from before the judging reconciler started
+// does not count; a tenant it has watched long enough is still overdue.
+func TestWatchedFrom(t *testing.T) {
+	d := Deadlines{}.WithDefaults()
+	now := time.Date(2026, 12, 8, 12, 0, 0, 0, time.UTC)
+	deploying := &registry.Tenant{Spec: registry.Spec{ID: "t", Kind: registry.KindTenant}, State: registry.StateDeploying,
+		StateSince: now.Add(-2 * time.Hour), ProgressAt: now.Add(-2 * time.Hour)}
+	limit := d.For(registry.KindTenant, registry.StateDeploying)
+	if !d.Judge(deploying, now).Overdue {
+		t.Fatal("a tenant idle for two hours in DEPLOYING is not overdue: the cases below prove nothing")
+	}
+	for _, c := range []struct {
+		name    string
+		started time.Duration // before now
+		overdue bool
+		idle    time.Duration
+	}{
+		{"reconciler started 10m ago", 10 * time.Minute, false, 10 * time.Minute},
+		{"reconciler started just past the deadline ago", limit + time.Minute, true, limit + time.Minute},
+		{"reconciler older than the progress", 3 * time.Hour, true, 2 * time.Hour},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			v := d.Judge(deploying, now).WatchedFrom(now.Add(-c.started), now)
+			if v.Overdue != c.overdue || v.Idle != c.idle {
+				t.Errorf("overdue %v idle %s, want %v %s", v.Overdue, v.Idle, c.overdue, c.idle)
+			}
+			if want := now.Add(-c.idle).Add(limit); !v.Due.Equal(want) {
+				t.Errorf("due %s, want %s", v.Due, want)
+			}
+		})
+	}
+	// Nothing to judge stays so.
+	active := &registry.Tenant{Spec: registry.Spec{ID: "t", Kind: registry.KindTenant}, State: registry.StateActive, StateSince: now.Add(-2 * time.Hour)}
+	if v := d.Judge(active, now).WatchedFrom(now.Add(-time.Minute), now); v.Overdue || !v.Due.IsZero() {
+		t.Errorf("an ACTIVE tenant judged: %+v", v)
+	}
+}

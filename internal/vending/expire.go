@@ -35,8 +35,12 @@ var errPastDeadline = errors.New("past the state's deadline")
 // Deadlines returns the reconciler's deadlines, with their defaults.
 func (r *Reconciler) Deadlines() Deadlines { return r.cfg.Deadlines }
 
-// Judge decides whether t is past its state's deadline now.
-func (r *Reconciler) Judge(t *registry.Tenant) Verdict { return r.cfg.Deadlines.Judge(t, r.now()) }
+// Judge decides whether t is past its state's deadline now, counting only
+// the time since this reconciler started (Verdict.WatchedFrom).
+func (r *Reconciler) Judge(t *registry.Tenant) Verdict {
+	now := r.now()
+	return r.cfg.Deadlines.Judge(t, now).WatchedFrom(r.started, now)
+}
 
 // bounded returns ctx cut off at t's deadline, for the Drive's own waits on
 // AWS (a creation, the readiness gate, a StackSet operation, a cleaning):

@@ -100,6 +100,9 @@ type Reconciler struct {
 	guard *Guard
 	id    string
 	now   func() time.Time
+	// started is when this reconciler was made: deadlines count from no
+	// earlier (Judge).
+	started time.Time
 }
 
 // New returns a reconciler. Governor may be shared by several reconcilers
@@ -127,9 +130,10 @@ func New(cfg Config, d Deps) (*Reconciler, error) {
 	}
 	return &Reconciler{
 		cfg: cfg, d: d,
-		guard: NewGuard(d.Org, cfg.ManagementAccount, ous),
-		id:    fmt.Sprintf("%s-%08x", cfg.Actor, rand.Uint32()),
-		now:   func() time.Time { return time.Now().UTC() },
+		guard:   NewGuard(d.Org, cfg.ManagementAccount, ous),
+		id:      fmt.Sprintf("%s-%08x", cfg.Actor, rand.Uint32()),
+		now:     func() time.Time { return time.Now().UTC() },
+		started: time.Now().UTC(),
 	}, nil
 }
 
