@@ -330,3 +330,62 @@ func TestLockIAM(t *testing.T) {
 		}
 	}
 }
+
+// TestReadsWithoutBodyUnderEnforcement checks patch 14: under enforcement,
+// requests with neither a body nor a query string (Lambda's and API
+// Gateway's list and get calls) are checked for what they are, not
+// refused for a signature moto computed over its own fallback.
+func TestReadsWithoutBodyUnderEnforcement(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	o := emu.ResetT(t)
+	cfg, err := o.Config(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.RetryMaxAttempts = 1
+	role := narrowRole(t, ctx, o, "reader", `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"sqs:ListQueues","Resource":"*"}]}`)
+	if err := emu.EnforceIAM(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := emu.RelaxIAM(context.WithoutCancel(ctx)); err != nil {
+			t.Error(err)
+		}
+	}()
+	cases := []struct {
+		name string
+		call func() error
+		// want is the error class: "" for none.
+		want string
+	}{
+		{"admin lists functions", func() error {
+			_, err := lambda.NewFromConfig(cfg).ListFunctions(ctx, &lambda.ListFunctionsInput{})
+			return err
+		}, ""},
+		{"admin lists REST APIs", func() error {
+			_, err := apigateway.NewFromConfig(cfg).GetRestApis(ctx, &apigateway.GetRestApisInput{})
+			return err
+		}, ""},
+		{"admin gets a missing function", func() error {
+			_, err := lambda.NewFromConfig(cfg).GetFunction(ctx, &lambda.GetFunctionInput{FunctionName: aws.String("missing")})
+			return err
+		}, "not found"},
+		{"a role without Lambda grants lists functions", func() error {
+			_, err := lambda.NewFromConfig(role).ListFunctions(ctx, &lambda.ListFunctionsInput{})
+			return err
+		}, "access denied"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			err := c.call()
+			got := ""
+			if err != nil {
+				got = awsx.Classify(err).String()
+			}
+			if got != c.want {
+				t.Errorf("got %q (%v), want %q", got, err, c.want)
+			}
+		})
+	}
+}

@@ -46,9 +46,10 @@
 #    decode it (the Go SDK reports a deserialization error, not
 #    AccessDeniedException), and to the query services (STS, IAM,
 #    CloudFormation) with the error inside an <Errors> element they do not
-#    read (the code came out as UnknownError). The patch answers JSON
-#    services in JSON and query services in their <ErrorResponse><Error>
-#    shape (checked by deployed_test.go's TestNamedResourcesUnderEnforcement).
+#    read (the code came out as UnknownError), and to REST-JSON services
+#    (Lambda, API Gateway), whose SDKs want JSON. The patch answers JSON and
+#    REST-JSON services in JSON and query services in their
+#    <ErrorResponse><Error> shape (checked by deployed_test.go).
 # 8. moto gives the OrganizationAccountAccessRole it creates in each new
 #    account no policy: under enforcement it may do nothing, where in AWS it
 #    holds AdministratorAccess. The patch attaches the equivalent inline.
@@ -84,7 +85,7 @@
 #    after 5.2.1, getmoto/moto#10171). Checked through the Go SDK by
 #    internal/emulator's stackfail_test.go.
 #
-# Patches 11-13 let the control-plane stack (cdk/controlplane) run as it is
+# Patches 11-14 let the control-plane stack (cdk/controlplane) run as it is
 # deployed, under the deployed-mode harness (internal/deployed), with IAM
 # enforcement on. Each is checked through the Go SDK by internal/emulator's
 # deployed_test.go.
@@ -107,6 +108,14 @@
 #    enforcement while a grant on "*" passes: the control-plane stack's
 #    narrow grants could not be told from missing ones. The patch names
 #    the bus of each entry (each is checked) and the stack set or stack.
+# 14. Under enforcement moto recomputes each request's signature, and for a
+#    request with neither a body nor a query string (GET
+#    /2015-03-31/functions, GET /restapis) it signs the request's headers
+#    as if they were a form body (it falls back on them as parameters), so
+#    every such call answered SignatureDoesNotMatch: the Lambda and API
+#    Gateway reads of the harness (and of anyone) failed. The patch signs an
+#    empty body as empty (a form body is still signed from its parameters,
+#    as moto did).
 import copy as _copy
 import sys as _sys
 import threading as _threading
@@ -413,6 +422,13 @@ def _install_json_access_denied():
             # JSON protocols name the operation in X-Amz-Target.
             if self.headers.get("X-Amz-Target"):
                 raise JsonRESTError("AccessDeniedException", exc.message)
+            # REST-JSON services (Lambda, API Gateway) read the code from
+            # X-Amzn-ErrorType and a JSON body.
+            scope = self.headers.get("Authorization", "").partition("Credential=")[2].split("/")
+            if len(scope) > 3 and scope[3] in ("lambda", "apigateway"):
+                err = JsonRESTError("AccessDeniedException", exc.message)
+                err.code = 403
+                raise err
             # The query protocol: the form (or the URL) names an Action.
             if "Action" in (self.querystring or {}):
                 exc.description = (
@@ -878,6 +894,31 @@ def _install_named_resources():
     CloudFormationResponse._determine_resource = cloudformation_resource
 
 
+def _install_signed_body():
+    try:
+        from botocore.awsrequest import AWSRequest
+        from moto.iam.access_control import IAMRequestBase
+    except Exception as exc:
+        _sys.stderr.write("silo: moto signature patch not installed: %r\n" % (exc,))
+        return
+
+    def _create_aws_request(self):
+        signed_headers = self._get_string_between("SignedHeaders=", ",", self._headers["Authorization"]).split(";")
+        headers = self._create_headers_for_aws_request(signed_headers, self._headers)
+        # A form body (query protocol) reaches moto parsed, so moto signs
+        # the parameters again as a form; any other empty body is signed as
+        # empty, where moto signed its fallback parameters (the headers).
+        body = self._body
+        if not body:
+            form = "x-www-form-urlencoded" in self._headers.get("Content-Type", "")
+            body = self._data if form else b""
+        request = AWSRequest(method=self._method, url=self._path, data=body, headers=headers)
+        request.context["timestamp"] = headers["X-Amz-Date"]
+        return request
+
+    IAMRequestBase._create_aws_request = _create_aws_request
+
+
 def _run(*patches):
     # One broken patch must not keep the others out.
     out = []
@@ -893,5 +934,5 @@ _installed = _run(
     _install, _install_kms_tags, _install_secret_resource, _install_lambda_code_from_org_bucket,
     _install_update_keeps_resources, _install_real_resource_arns, _install_json_access_denied,
     _install_member_role_admin, _install_bucket_public_access_block, _install_failed_stack_instances,
-    _install_event_bus_ref, _install_api_stages, _install_named_resources,
+    _install_event_bus_ref, _install_api_stages, _install_named_resources, _install_signed_body,
 )
