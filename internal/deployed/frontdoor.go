@@ -63,8 +63,13 @@ type FrontDoorStats struct {
 // route is one method of one resource with a Lambda proxy integration.
 type route struct {
 	resourceID, path, method string
-	fn                       *Function
+	fn                       invoker
 	timeout                  time.Duration
+}
+
+// invoker runs a function's invocation; *Function is one.
+type invoker interface {
+	Invoke(ctx context.Context, source Source, payload []byte) (*Result, error)
 }
 
 // StageURL is the invoke URL of a stage: the front door's root and the

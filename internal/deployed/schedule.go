@@ -48,14 +48,14 @@ func parseRate(s string, anchor time.Time) (Schedule, error) {
 		return nil, fmt.Errorf("rate(%s): the value must be a positive whole number", s)
 	}
 	units := map[string]time.Duration{"minute": time.Minute, "hour": time.Hour, "day": 24 * time.Hour}
-	unit := f[1]
-	if n > 1 {
-		// EventBridge wants the plural for values above 1 and the
-		// singular for 1.
-		if !strings.HasSuffix(unit, "s") {
-			return nil, fmt.Errorf("rate(%s): a value above 1 takes %ss", s, unit)
-		}
-		unit = strings.TrimSuffix(unit, "s")
+	// EventBridge wants the plural for values above 1 and the singular
+	// for 1.
+	unit, plural := strings.CutSuffix(f[1], "s")
+	switch {
+	case n > 1 && !plural:
+		return nil, fmt.Errorf("rate(%s): a value above 1 takes %ss", s, unit)
+	case n == 1 && plural:
+		return nil, fmt.Errorf("rate(%s): a value of 1 takes %s", s, unit)
 	}
 	d, ok := units[unit]
 	if !ok {
