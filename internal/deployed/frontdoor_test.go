@@ -125,10 +125,10 @@ func TestFrontDoorEvent(t *testing.T) {
 	ev := fn.last(t)
 	type seen struct {
 		Resource, Path, Method, Stage, ContextPath, ResourcePath, SourceIP, API, Account string
-		PathParameters, StageVariables, Query                                           map[string]string
-		MultiQuery, MultiTrace                                                          []string
-		Trace, ForwardedFor                                                             string
-		Base64                                                                          bool
+		PathParameters, StageVariables, Query                                            map[string]string
+		MultiQuery, MultiTrace                                                           []string
+		Trace, ForwardedFor                                                              string
+		Base64                                                                           bool
 	}
 	got := seen{
 		Resource: ev.Resource, Path: ev.Path, Method: ev.HTTPMethod, Stage: ev.RequestContext.Stage,
