@@ -14,6 +14,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/apigateway"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	cfntypes "github.com/aws/aws-sdk-go-v2/service/cloudformation/types"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
@@ -387,5 +389,98 @@ func TestReadsWithoutBodyUnderEnforcement(t *testing.T) {
 				t.Errorf("got %q (%v), want %q", got, err, c.want)
 			}
 		})
+	}
+}
+
+// TestTransactionsAuthorizedByTheirItems checks patch 15: a transaction is
+// allowed by its items' own actions on their tables, as in AWS, not by a
+// dynamodb:TransactWriteItems action no policy grants.
+func TestTransactionsAuthorizedByTheirItems(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	o := emu.ResetT(t)
+	cfg, err := o.Config(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := dynamodb.NewFromConfig(cfg)
+	for _, name := range []string{"table-a", "table-b"} {
+		if _, err := admin.CreateTable(ctx, &dynamodb.CreateTableInput{
+			TableName:            aws.String(name),
+			AttributeDefinitions: []ddbtypes.AttributeDefinition{{AttributeName: aws.String("id"), AttributeType: ddbtypes.ScalarAttributeTypeS}},
+			KeySchema:            []ddbtypes.KeySchemaElement{{AttributeName: aws.String("id"), KeyType: ddbtypes.KeyTypeHash}},
+			BillingMode:          ddbtypes.BillingModePayPerRequest,
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := fmt.Sprintf("arn:aws:dynamodb:%s:%s:table/table-a", o.Region, o.ManagementAccountID)
+	role := narrowRole(t, ctx, o, "writer", `{"Version":"2012-10-17","Statement":[
+{"Effect":"Allow","Action":["dynamodb:PutItem","dynamodb:ConditionCheckItem","dynamodb:GetItem"],"Resource":"`+a+`"}]}`)
+	if err := emu.EnforceIAM(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := emu.RelaxIAM(context.WithoutCancel(ctx)); err != nil {
+			t.Error(err)
+		}
+	}()
+	db := dynamodb.NewFromConfig(role)
+	key := func(id string) map[string]ddbtypes.AttributeValue {
+		return map[string]ddbtypes.AttributeValue{"id": &ddbtypes.AttributeValueMemberS{Value: id}}
+	}
+	write := func(items ...ddbtypes.TransactWriteItem) func() error {
+		return func() error {
+			_, err := db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: items})
+			return err
+		}
+	}
+	put := func(table, id string) ddbtypes.TransactWriteItem {
+		return ddbtypes.TransactWriteItem{Put: &ddbtypes.Put{TableName: aws.String(table), Item: key(id)}}
+	}
+	cases := []struct {
+		name    string
+		call    func() error
+		allowed bool
+	}{
+		{"puts on its table", write(put("table-a", "1"), put("table-a", "2")), true},
+		{"a put by the table's arn and a condition check", write(put(a, "3"),
+			ddbtypes.TransactWriteItem{ConditionCheck: &ddbtypes.ConditionCheck{TableName: aws.String("table-a"), Key: key("1"), ConditionExpression: aws.String("attribute_exists(id)")}}), true},
+		{"an update it may not make", write(put("table-a", "4"),
+			ddbtypes.TransactWriteItem{Update: &ddbtypes.Update{TableName: aws.String("table-a"), Key: key("1"), UpdateExpression: aws.String("SET v = :v"),
+				ExpressionAttributeValues: map[string]ddbtypes.AttributeValue{":v": &ddbtypes.AttributeValueMemberS{Value: "x"}}}}), false},
+		{"a put on another table", write(put("table-a", "5"), put("table-b", "5")), false},
+		{"a transactional get on its table", func() error {
+			_, err := db.TransactGetItems(ctx, &dynamodb.TransactGetItemsInput{TransactItems: []ddbtypes.TransactGetItem{{Get: &ddbtypes.Get{TableName: aws.String("table-a"), Key: key("1")}}}})
+			return err
+		}, true},
+		{"a transactional get on another table", func() error {
+			_, err := db.TransactGetItems(ctx, &dynamodb.TransactGetItemsInput{TransactItems: []ddbtypes.TransactGetItem{{Get: &ddbtypes.Get{TableName: aws.String("table-b"), Key: key("1")}}}})
+			return err
+		}, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			err := c.call()
+			switch {
+			case c.allowed && err != nil:
+				t.Errorf("refused: %v", err)
+			case !c.allowed && !awsx.IsAccessDenied(err):
+				t.Errorf("got %v, want AccessDenied", err)
+			}
+		})
+	}
+	// A refused transaction wrote nothing.
+	if err := emu.RelaxIAM(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := emu.EnforceIAM(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"4", "5"} {
+		out, err := admin.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String("table-a"), Key: key(id)})
+		if err != nil || out.Item != nil {
+			t.Errorf("item %s of a refused transaction: %v %v", id, out.Item, err)
+		}
 	}
 }

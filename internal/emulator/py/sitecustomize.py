@@ -85,7 +85,7 @@
 #    after 5.2.1, getmoto/moto#10171). Checked through the Go SDK by
 #    internal/emulator's stackfail_test.go.
 #
-# Patches 11-14 let the control-plane stack (cdk/controlplane) run as it is
+# Patches 11-15 let the control-plane stack (cdk/controlplane) run as it is
 # deployed, under the deployed-mode harness (internal/deployed), with IAM
 # enforcement on. Each is checked through the Go SDK by internal/emulator's
 # deployed_test.go.
@@ -116,6 +116,14 @@
 #    Gateway reads of the harness (and of anyone) failed. The patch signs an
 #    empty body as empty (a form body is still signed from its parameters,
 #    as moto did).
+# 15. DynamoDB has no IAM action for a transaction: TransactWriteItems and
+#    TransactGetItems are allowed by the actions of their items (PutItem,
+#    UpdateItem, DeleteItem, ConditionCheckItem, GetItem) on each item's
+#    table, as AWS documents it ("Using IAM with DynamoDB transactions").
+#    moto checked dynamodb:TransactWriteItems, an action no policy
+#    grants, so a role granted read and write on the registry (CDK's
+#    grantReadWriteData) was refused every registry write silo makes.
+#    The patch checks each item's action on its table.
 import copy as _copy
 import sys as _sys
 import threading as _threading
@@ -919,6 +927,61 @@ def _install_signed_body():
     IAMRequestBase._create_aws_request = _create_aws_request
 
 
+def _install_transaction_actions():
+    try:
+        from moto.dynamodb.responses import DynamoHandler
+    except Exception as exc:
+        _sys.stderr.write("silo: moto transaction action patch not installed: %r\n" % (exc,))
+        return
+    item_actions = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem", "ConditionCheck": "ConditionCheckItem", "Get": "GetItem"}
+
+    def _partition(region):
+        return "aws-cn" if region.startswith("cn-") else "aws"
+
+    def items(self):
+        """The (action, table ARN) of each item of a transaction, or None
+        for another request."""
+        action = original_action(self)
+        if action not in ("TransactWriteItems", "TransactGetItems"):
+            return None
+        body = self.body if isinstance(self.body, dict) else {}
+        if not body:
+            import json as _json
+
+            try:
+                body = _json.loads(self.body or "{}")
+            except Exception:
+                return None
+        out = []
+        for entry in body.get("TransactItems") or []:
+            for kind, op in entry.items():
+                table = op.get("TableName", "")
+                if not table.startswith("arn:"):
+                    table = "arn:%s:dynamodb:%s:%s:table/%s" % (_partition(self.region), self.region, self.current_account, table)
+                out.append((item_actions.get(kind, kind), table))
+        return out
+
+    original_action = DynamoHandler._get_action
+    original_authorize = DynamoHandler._authenticate_and_authorize_normal_action
+
+    def _get_action(self):
+        return getattr(self, "_silo_action", None) or original_action(self)
+
+    def authorize(self, resource="*"):
+        checks = items(self)
+        if checks is None:
+            return original_authorize(self, resource)
+        try:
+            for action, table in checks:
+                self._silo_action = action
+                original_authorize(self, table)
+        finally:
+            self._silo_action = None
+
+    DynamoHandler._get_action = _get_action
+    DynamoHandler._authenticate_and_authorize_normal_action = authorize
+
+
 def _run(*patches):
     # One broken patch must not keep the others out.
     out = []
@@ -935,4 +998,5 @@ _installed = _run(
     _install_update_keeps_resources, _install_real_resource_arns, _install_json_access_denied,
     _install_member_role_admin, _install_bucket_public_access_block, _install_failed_stack_instances,
     _install_event_bus_ref, _install_api_stages, _install_named_resources, _install_signed_body,
+    _install_transaction_actions,
 )
