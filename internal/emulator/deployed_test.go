@@ -21,6 +21,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/google/go-cmp/cmp"
 
@@ -482,5 +484,64 @@ func TestTransactionsAuthorizedByTheirItems(t *testing.T) {
 		if err != nil || out.Item != nil {
 			t.Errorf("item %s of a refused transaction: %v %v", id, out.Item, err)
 		}
+	}
+}
+
+// queueTemplate is a queue whose messages a function consumes through an
+// event source mapping.
+const queueTemplate = `{
+ "Resources": {
+  "Role": {"Type": "AWS::IAM::Role", "Properties": {"AssumeRolePolicyDocument": {"Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}}},
+  "Fn": {"Type": "AWS::Lambda::Function", "Properties": {"FunctionName": "consumer", "Runtime": "provided.al2023",
+    "Handler": "bootstrap", "Role": {"Fn::GetAtt": ["Role", "Arn"]}, "Code": {"S3Bucket": "code-q", "S3Key": "fn.zip"}}},
+  "Queue": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": "work", "VisibilityTimeout": 1800}},
+  "Mapping": {"Type": "AWS::Lambda::EventSourceMapping", "Properties": {"BatchSize": 10,
+    "EventSourceArn": {"Fn::GetAtt": ["Queue", "Arn"]}, "FunctionName": {"Ref": "Fn"}}}
+ }
+}`
+
+// TestQueueLeftToItsConsumer checks patch 16: a message sent to a queue
+// with an event source mapping waits for its consumer (the deployed
+// harness, as Lambda in AWS), which receives it first, not after moto
+// received it for a function it cannot run.
+func TestQueueLeftToItsConsumer(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	o := emu.ResetT(t)
+	cfg, err := o.Config(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zip, err := lambdazip.Pack([]byte("#!/bin/sh\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true })
+	if _, err := s.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("code-q")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("code-q"), Key: aws.String("fn.zip"), Body: bytes.NewReader(zip)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cloudformation.NewFromConfig(cfg).CreateStack(ctx, &cloudformation.CreateStackInput{StackName: aws.String("queue"), TemplateBody: aws.String(queueTemplate),
+		Capabilities: []cfntypes.Capability{cfntypes.CapabilityCapabilityIam}}); err != nil {
+		t.Fatal(err)
+	}
+	q := sqs.NewFromConfig(cfg)
+	u, err := q.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String("work")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: u.QueueUrl, MessageBody: aws.String("job")}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := q.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: u.QueueUrl, WaitTimeSeconds: 1,
+		MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameApproximateReceiveCount}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Messages) != 1 || out.Messages[0].Attributes["ApproximateReceiveCount"] != "1" {
+		t.Fatalf("received %+v, want the message on its first receive", out.Messages)
 	}
 }

@@ -85,7 +85,7 @@
 #    after 5.2.1, getmoto/moto#10171). Checked through the Go SDK by
 #    internal/emulator's stackfail_test.go.
 #
-# Patches 11-15 let the control-plane stack (cdk/controlplane) run as it is
+# Patches 11-16 let the control-plane stack (cdk/controlplane) run as it is
 # deployed, under the deployed-mode harness (internal/deployed), with IAM
 # enforcement on. Each is checked through the Go SDK by internal/emulator's
 # deployed_test.go.
@@ -124,6 +124,13 @@
 #    grants, so a role granted read and write on the registry (CDK's
 #    grantReadWriteData) was refused every registry write silo makes.
 #    The patch checks each item's action on its table.
+# 16. moto delivers a message sent to a queue that has a Lambda event source
+#    mapping itself, inside SendMessage: it receives the message, tries to
+#    run the function (which it cannot, without Docker) and makes the
+#    message visible again. Every message so reached its real consumer on
+#    its second receive (ApproximateReceiveCount 2) and one receive closer
+#    to the dead-letter queue. The deployed-mode harness is the event
+#    source mapping here, as Lambda is in AWS; the patch stops moto's.
 import copy as _copy
 import sys as _sys
 import threading as _threading
@@ -982,6 +989,28 @@ def _install_transaction_actions():
     DynamoHandler._authenticate_and_authorize_normal_action = authorize
 
 
+def _install_no_queue_delivery():
+    try:
+        from moto.sqs.models import DEDUPLICATION_TIME_IN_SECONDS, Queue
+    except Exception as exc:
+        _sys.stderr.write("silo: moto queue delivery patch not installed: %r\n" % (exc,))
+        return
+
+    def add_message(self, message):
+        # moto's own, without the delivery to event source mappings.
+        if self.fifo_queue and (self.attributes.get("ContentBasedDeduplication") == "true" or message.deduplication_id):
+            for m in self._messages:
+                if m.deduplication_id == message.deduplication_id:
+                    diff = message.sent_timestamp - m.sent_timestamp
+                    if diff / 1000 < DEDUPLICATION_TIME_IN_SECONDS:
+                        return
+        with self._messages_lock:
+            self._messages.append(message)
+            self._messages_lock.notify_all()
+
+    Queue.add_message = add_message
+
+
 def _run(*patches):
     # One broken patch must not keep the others out.
     out = []
@@ -998,5 +1027,5 @@ _installed = _run(
     _install_update_keeps_resources, _install_real_resource_arns, _install_json_access_denied,
     _install_member_role_admin, _install_bucket_public_access_block, _install_failed_stack_instances,
     _install_event_bus_ref, _install_api_stages, _install_named_resources, _install_signed_body,
-    _install_transaction_actions,
+    _install_transaction_actions, _install_no_queue_delivery,
 )
