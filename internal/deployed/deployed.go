@@ -437,6 +437,32 @@ func (h *Harness) FrontDoor(api string) *FrontDoor { return h.doors[api] }
 // FrontDoors lists the REST APIs by name.
 func (h *Harness) FrontDoors() []string { return sortedKeys(h.doors) }
 
+// EventSource describes an SQS event source mapping the harness polls.
+type EventSource struct {
+	UUID, Function string
+	// QueueARN and QueueURL name the queue; DeadLetterURL its dead-letter
+	// queue ("" without a redrive policy), MaxReceiveCount its
+	// maxReceiveCount.
+	QueueARN, QueueURL, DeadLetterURL string
+	MaxReceiveCount                   int
+	BatchSize                         int
+	ReportBatchItemFailures           bool
+	VisibilityTimeout                 time.Duration
+}
+
+// EventSources lists the SQS event source mappings the harness polls.
+func (h *Harness) EventSources() []EventSource {
+	var out []EventSource
+	for _, es := range h.sources {
+		out = append(out, EventSource{
+			UUID: es.uuid, Function: es.fn.Config.Name, QueueARN: es.queueARN, QueueURL: es.queueURL,
+			DeadLetterURL: es.dlq, MaxReceiveCount: es.maxReceive, BatchSize: es.batch,
+			ReportBatchItemFailures: es.reportFailures, VisibilityTimeout: es.visibility,
+		})
+	}
+	return out
+}
+
 // Invoke invokes the function named name directly (as `aws lambda
 // invoke` does) and waits for its answer.
 func (h *Harness) Invoke(ctx context.Context, name string, payload []byte) (*Result, error) {
