@@ -245,7 +245,9 @@ func TestDeployedJourney(t *testing.T) {
 			if receive > 1 {
 				clock.Advance(31 * time.Minute) // past the queue's 30-minute visibility timeout
 			}
-			wait(t, func() string { return fmt.Sprintf("receive %d of the signup's message: %+v", receive, h.Stats().Queues) },
+			wait(t, func() string {
+				return fmt.Sprintf("receive %d of the signup's message: %+v", receive, h.Stats().Queues)
+			},
 				func() bool { return len(failedSQS(receive)) == 1 })
 			inv := failedSQS(receive)[0]
 			var ev events.SQSEvent
