@@ -29,7 +29,7 @@ const RIEPackage = "github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws
 
 // ErrNoSource means the harness was not run from a checkout of silo: it
 // builds the Lambda functions from their source.
-var ErrNoSource = errors.New("the deployed topology is built from silo's source: run it inside a checkout of " + Module + " (or name one with the source directory option)")
+var ErrNoSource = errors.New("the deployed topology is built from silo's source, and no checkout of " + Module + " holds the working directory")
 
 // FindSource returns the root of the silo checkout that holds dir (its
 // go.mod names Module).
