@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/silo-saas/silo/cdk/controlplane"
@@ -113,35 +114,56 @@ func build(ctx context.Context, s buildSpec) (*artifacts, error) {
 			return nil, err
 		}
 	}
-	// Each function lands in a directory of its own, as bootstrap.
-	a := &artifacts{zips: map[string]string{}, sums: map[string]string{}, arch: arch}
-	for _, fn := range sortedKeys(s.packages) {
-		out := filepath.Join(binDir, fn, "bootstrap")
-		if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-			return nil, err
+	// The go builds run at once: each mostly checks the build cache, and
+	// a warm start is then as long as the slowest. Each function lands
+	// in a directory of its own, as bootstrap.
+	a := &artifacts{zips: map[string]string{}, sums: map[string]string{}, arch: arch, rie: filepath.Join(s.cache, "rie", "aws-lambda-rie")}
+	fns := sortedKeys(s.packages)
+	errs := make([]error, len(fns)+1)
+	var wg sync.WaitGroup
+	for i, fn := range fns {
+		wg.Go(func() {
+			out := filepath.Join(binDir, fn, "bootstrap")
+			if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+				errs[i] = err
+				return
+			}
+			if err := goBuild(ctx, s.source, out, s.packages[fn], "-tags", "lambda.norpc", "-trimpath"); err != nil {
+				errs[i] = fmt.Errorf("build function %s from %s: %w", fn, s.packages[fn], err)
+			}
+		})
+	}
+	wg.Go(func() {
+		if err := goBuild(ctx, s.source, a.rie, RIEPackage); err != nil {
+			errs[len(fns)] = fmt.Errorf("build the Lambda runtime interface emulator: %w", err)
 		}
-		if err := goBuild(ctx, s.source, out, s.packages[fn], "-tags", "lambda.norpc", "-trimpath"); err != nil {
-			return nil, fmt.Errorf("build function %s from %s: %w", fn, s.packages[fn], err)
-		}
-		bin, err := os.ReadFile(out)
+	})
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	for _, fn := range fns {
+		bin, err := os.ReadFile(filepath.Join(binDir, fn, "bootstrap"))
 		if err != nil {
 			return nil, err
 		}
-		z, err := lambdazip.Pack(bin)
+		// Zipping (deflating) the binaries is most of a warm start's
+		// build: a zip is kept by its binary's content, and made again
+		// only for a binary that changed.
+		binSum := sha256.Sum256(bin)
+		path := filepath.Join(zipDir, hex.EncodeToString(binSum[:]), fn+".zip")
+		z, err := os.ReadFile(path)
 		if err != nil {
-			return nil, fmt.Errorf("zip function %s: %w", fn, err)
+			if z, err = lambdazip.Pack(bin); err != nil {
+				return nil, fmt.Errorf("zip function %s: %w", fn, err)
+			}
+			if err := writeOnce(path, z); err != nil {
+				return nil, err
+			}
 		}
 		sum := sha256.Sum256(z)
-		path := filepath.Join(zipDir, hex.EncodeToString(sum[:]), fn+".zip")
-		if err := writeOnce(path, z); err != nil {
-			return nil, err
-		}
 		a.zips[fn] = path
 		a.sums[fn] = base64.StdEncoding.EncodeToString(sum[:])
-	}
-	a.rie = filepath.Join(s.cache, "rie", "aws-lambda-rie")
-	if err := goBuild(ctx, s.source, a.rie, RIEPackage); err != nil {
-		return nil, fmt.Errorf("build the Lambda runtime interface emulator: %w", err)
 	}
 	return a, nil
 }
