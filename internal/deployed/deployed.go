@@ -125,8 +125,10 @@ type Harness struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
-	// work owns every goroutine the harness starts.
-	work sync.WaitGroup
+	// work owns every goroutine the harness starts (through spawn);
+	// stopping, under mu, refuses new ones once Close waits for them.
+	work     sync.WaitGroup
+	stopping bool
 
 	emu                       *emulator.Emulator
 	cfg                       aws.Config
@@ -307,7 +309,7 @@ func (h *Harness) start(ctx context.Context, o Options) error {
 		es.run(h.ctx)
 	}
 	for _, r := range h.rules {
-		h.work.Go(func() { h.runRule(h.ctx, r) })
+		h.spawn(func() { h.runRule(h.ctx, r) })
 	}
 	h.Timings.Functions = time.Since(step)
 	return nil
@@ -511,6 +513,18 @@ func (h *Harness) record(inv Invocation) {
 	h.invocations = append(h.invocations, inv)
 }
 
+// spawn runs f in a goroutine Close waits for, unless the harness is
+// closing (then it reports false and does not run f).
+func (h *Harness) spawn(f func()) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.stopping {
+		return false
+	}
+	h.work.Go(f)
+	return true
+}
+
 func (h *Harness) count(f func(*Stats)) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -548,6 +562,9 @@ func (h *Harness) Stats() Stats {
 // the caller's stays; the harness's own working directory goes.
 func (h *Harness) Close() {
 	h.closeOnce.Do(func() {
+		h.mu.Lock()
+		h.stopping = true
+		h.mu.Unlock()
 		h.cancel()
 		for _, d := range h.doors {
 			d.close()

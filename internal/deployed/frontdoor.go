@@ -173,11 +173,14 @@ func (d *FrontDoor) serve(addr string) error {
 	d.URL = "http://" + ln.Addr().String()
 	// Reads take a 10 MB body; answers wait up to the integration timeout.
 	d.srv = server.New(d, server.Timeouts{Header: 10 * time.Second, Read: time.Minute, Write: IntegrationTimeout + 30*time.Second, Idle: 2 * time.Minute})
-	d.h.work.Go(func() {
+	if !d.h.spawn(func() {
 		if err := d.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			d.h.log.Error("front door stopped", "api", d.API, "err", err)
 		}
-	})
+	}) {
+		ln.Close()
+		return errors.New("the harness is closing")
+	}
 	return nil
 }
 

@@ -268,13 +268,17 @@ func (f *Function) Invoke(ctx context.Context, source Source, payload []byte) (*
 	began := time.Now()
 	f.logs.note("harness: invoke %s request %s (%d bytes)", source, id, len(payload))
 	done := make(chan *Result, 1)
-	f.h.work.Go(func() {
+	if !f.h.spawn(func() {
 		res := env.invoke(f.h.ctx, id, payload, f.Config.Timeout)
 		res.Duration = time.Since(began)
 		f.finish(env, source, payload, began, res)
 		<-f.slots
 		done <- res
-	})
+	}) {
+		env.kill()
+		<-f.slots
+		return nil, errors.New("the harness is closing")
+	}
 	select {
 	case res := <-done:
 		return res, nil

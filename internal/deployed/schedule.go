@@ -331,7 +331,7 @@ var asyncRetryDelays = []time.Duration{time.Minute, 2 * time.Minute}
 // caller does not wait, and a failed invocation is retried after a minute
 // and again after two more (fn's MaximumRetryAttempts when it sets one).
 func (h *Harness) invokeAsync(fn *Function, source Source, payload []byte) {
-	h.work.Go(func() {
+	h.spawn(func() {
 		retries := fn.asyncRetries
 		for attempt := 0; ; attempt++ {
 			res, err := fn.Invoke(h.ctx, source, payload)

@@ -174,9 +174,9 @@ func (es *eventSource) depth(ctx context.Context, url string) (int, error) {
 // run polls until ctx ends.
 func (es *eventSource) run(ctx context.Context) {
 	for range es.pollers {
-		es.h.work.Go(func() { es.poll(ctx) })
+		es.h.spawn(func() { es.poll(ctx) })
 	}
-	es.h.work.Go(func() { es.keepTime(ctx) })
+	es.h.spawn(func() { es.keepTime(ctx) })
 }
 
 // poll is one poller: receive a batch, invoke, settle it.
