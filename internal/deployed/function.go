@@ -120,10 +120,17 @@ func (r *Result) TimedOut() bool { return r.Error == ErrorTimeout }
 type Invocation struct {
 	Function string
 	Source   Source
-	Payload  []byte
-	Start    time.Time
-	Result   Result
+	// Payload is the event, its first MaxKeptPayload bytes when
+	// PayloadTruncated (a 10 MB upload through a front door is not kept
+	// whole).
+	Payload          []byte
+	PayloadTruncated bool
+	Start            time.Time
+	Result           Result
 }
+
+// MaxKeptPayload bounds the bytes of an event an Invocation keeps.
+const MaxKeptPayload = 256 << 10
 
 // Function is one control-plane function run as Lambda runs it: each
 // execution environment is the runtime interface emulator with the real
@@ -315,7 +322,11 @@ func (f *Function) finish(env *environment, source Source, payload []byte, began
 	} else {
 		f.logs.note("harness: request %s succeeded after %s", res.RequestID, res.Duration.Round(time.Millisecond))
 	}
-	f.h.record(Invocation{Function: f.Config.Name, Source: source, Payload: payload, Start: began, Result: *res})
+	inv := Invocation{Function: f.Config.Name, Source: source, Payload: payload, Start: began, Result: *res}
+	if len(payload) > MaxKeptPayload {
+		inv.Payload, inv.PayloadTruncated = payload[:MaxKeptPayload:MaxKeptPayload], true
+	}
+	f.h.record(inv)
 }
 
 func (f *Function) isClosed() bool {
