@@ -324,7 +324,8 @@ func (f *Function) finish(env *environment, source Source, payload []byte, began
 	}
 	inv := Invocation{Function: f.Config.Name, Source: source, Payload: payload, Start: began, Result: *res}
 	if len(payload) > MaxKeptPayload {
-		inv.Payload, inv.PayloadTruncated = payload[:MaxKeptPayload:MaxKeptPayload], true
+		// A copy: a slice of the whole would keep all of it.
+		inv.Payload, inv.PayloadTruncated = bytes.Clone(payload[:MaxKeptPayload]), true
 	}
 	f.h.record(inv)
 }
