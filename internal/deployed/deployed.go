@@ -269,7 +269,8 @@ func (h *Harness) start(ctx context.Context, o Options) error {
 		return err
 	}
 	cfn := cloudformation.NewFromConfig(h.cfg)
-	if err := h.readStack(ctx, cfn, asm, o.Edit); err != nil {
+	functions, err := h.readStack(ctx, cfn, asm, o.Edit)
+	if err != nil {
 		return err
 	}
 	h.Timings.Deploy, step = time.Since(step), time.Now()
@@ -279,7 +280,7 @@ func (h *Harness) start(ctx context.Context, o Options) error {
 	// a service (lambda.amazonaws.com), which is how Lambda gets them.
 	l := lambda.NewFromConfig(h.cfg)
 	st := sts.NewFromConfig(h.cfg)
-	for _, name := range h.functionNames(ctx, cfn) {
+	for _, name := range functions {
 		if err := h.prepare(ctx, l, st, art, name, or(o.MaxEnvironments, 10)); err != nil {
 			return err
 		}
@@ -315,31 +316,32 @@ func (h *Harness) start(ctx context.Context, o Options) error {
 	return nil
 }
 
-// readStack reads the stack's outputs and checks that every resource of
-// the template was made (but those of Unmodelled types).
-func (h *Harness) readStack(ctx context.Context, cfn *cloudformation.Client, asm *assembly, edit func(*Template) error) error {
+// readStack reads the stack's outputs, checks that every resource of the
+// template was made (but those of Unmodelled types), and returns the
+// names of its functions.
+func (h *Harness) readStack(ctx context.Context, cfn *cloudformation.Client, asm *assembly, edit func(*Template) error) ([]string, error) {
 	out, err := cfn.DescribeStacks(ctx, &cloudformation.DescribeStacksInput{StackName: aws.String(h.StackID)})
 	if err != nil {
-		return fmt.Errorf("describe stack %s: %w", h.StackName, err)
+		return nil, fmt.Errorf("describe stack %s: %w", h.StackName, err)
 	}
 	for _, o := range out.Stacks[0].Outputs {
 		h.Outputs[aws.ToString(o.OutputKey)] = aws.ToString(o.OutputValue)
 	}
 	made, err := stackResources(ctx, cfn, h.StackID)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	raw, err := os.ReadFile(asm.templateFile)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	tpl, err := parseTemplate(raw)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if edit != nil {
 		if err := edit(tpl); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	h.Skipped = map[string]string{}
@@ -357,25 +359,16 @@ func (h *Harness) readStack(ctx context.Context, cfn *cloudformation.Client, asm
 	}
 	if len(missing) > 0 {
 		slices.Sort(missing)
-		return fmt.Errorf("the emulator did not make %d resources of stack %s: %s", len(missing), h.StackName, strings.Join(missing, ", "))
+		return nil, fmt.Errorf("the emulator did not make %d resources of stack %s: %s", len(missing), h.StackName, strings.Join(missing, ", "))
 	}
-	return nil
-}
-
-// functionNames lists the stack's functions.
-func (h *Harness) functionNames(ctx context.Context, cfn *cloudformation.Client) []string {
-	made, err := stackResources(ctx, cfn, h.StackID)
-	if err != nil {
-		return nil
-	}
-	var out []string
+	var functions []string
 	for _, r := range made {
 		if aws.ToString(r.ResourceType) == "AWS::Lambda::Function" {
-			out = append(out, aws.ToString(r.PhysicalResourceId))
+			functions = append(functions, aws.ToString(r.PhysicalResourceId))
 		}
 	}
-	slices.Sort(out)
-	return out
+	slices.Sort(functions)
+	return functions, nil
 }
 
 // prepare reads a function's configuration from the Lambda API, finds
