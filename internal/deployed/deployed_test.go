@@ -388,6 +388,9 @@ func TestDeployedJourney(t *testing.T) {
 		if resp, _ := get("/tenants", ""); resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/console/login") {
 			t.Fatalf("without a cookie: %d %q, want the login page", resp.StatusCode, resp.Header.Get("Location"))
 		}
+		if resp, body := get("/login?next=%2Fconsole%2Ftenants", ""); resp.StatusCode != http.StatusOK || !strings.Contains(body, `name="token"`) || !strings.Contains(body, `action="/console/login"`) {
+			t.Fatalf("login form: %d\n%s", resp.StatusCode, tail([]byte(body), 1500))
+		}
 		resp, err := client.PostForm(console+"/login", url.Values{"token": {token}, "next": {"/console/tenants"}})
 		if err != nil {
 			t.Fatal(err)
