@@ -12,9 +12,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/silo-saas/silo/cdk/controlplane"
 	"github.com/silo-saas/silo/internal/lambdazip"
@@ -153,7 +155,9 @@ func build(ctx context.Context, s buildSpec) (*artifacts, error) {
 		binSum := sha256.Sum256(bin)
 		path := filepath.Join(zipDir, hex.EncodeToString(binSum[:]), fn+".zip")
 		z, err := os.ReadFile(path)
-		if err != nil {
+		if err == nil {
+			touch(filepath.Dir(path))
+		} else {
 			if z, err = lambdazip.Pack(bin); err != nil {
 				return nil, fmt.Errorf("zip function %s: %w", fn, err)
 			}
@@ -165,7 +169,56 @@ func build(ctx context.Context, s buildSpec) (*artifacts, error) {
 		a.zips[fn] = path
 		a.sums[fn] = base64.StdEncoding.EncodeToString(sum[:])
 	}
+	if err := prune(zipDir, keepZips); err != nil {
+		return nil, err
+	}
 	return a, nil
+}
+
+// What the cache keeps: a few versions of every function's zip and of the
+// synthesized stack (each new test binary or silo build synthesizes anew,
+// some 40 MB, since its CDK code is part of the key), the most recently
+// used first.
+const (
+	keepZips      = 6 * 4
+	keepSyntheses = 6
+)
+
+// touch marks a cache entry used now.
+func touch(path string) {
+	now := time.Now()
+	_ = os.Chtimes(path, now, now)
+}
+
+// prune removes all but the keep most recently used entries of dir.
+func prune(dir string, keep int) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	type entry struct {
+		name string
+		used time.Time
+	}
+	var all []entry
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") {
+			continue // another harness's work in progress
+		}
+		if info, err := e.Info(); err == nil {
+			all = append(all, entry{e.Name(), info.ModTime()})
+		}
+	}
+	if len(all) <= keep {
+		return nil
+	}
+	slices.SortFunc(all, func(a, b entry) int { return b.used.Compare(a.used) })
+	for _, e := range all[keep:] {
+		if err := os.RemoveAll(filepath.Join(dir, e.name)); err != nil {
+			return fmt.Errorf("prune the cache: %w", err)
+		}
+	}
+	return nil
 }
 
 // goBuild runs go build in the source tree for this machine, statically

@@ -59,6 +59,7 @@ func synth(s synthSpec) (*assembly, error) {
 	}
 	dir := filepath.Join(s.cache, "synth", key)
 	if _, err := os.Stat(filepath.Join(dir, "manifest.json")); err == nil {
+		touch(dir)
 		return readAssembly(dir)
 	}
 	unlock, err := lock(s.cache)
@@ -95,6 +96,9 @@ func synth(s synthSpec) (*assembly, error) {
 	}
 	if err := os.Rename(filepath.Join(tmp, "out"), dir); err != nil {
 		return nil, fmt.Errorf("keep the synthesized stack: %w", err)
+	}
+	if err := prune(filepath.Dir(dir), keepSyntheses); err != nil {
+		return nil, err
 	}
 	return readAssembly(dir)
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -91,5 +92,37 @@ func TestFindSource(t *testing.T) {
 	}
 	if got, err := FindSource(other); err != ErrNoSource {
 		t.Errorf("FindSource(%s) = %q, %v; want ErrNoSource", other, got, err)
+	}
+}
+
+// TestPrune: the cache keeps the entries used last, and leaves alone
+// another harness's work in progress.
+func TestPrune(t *testing.T) {
+	dir := t.TempDir()
+	base := time.Now().Add(-time.Hour)
+	for i, name := range []string{"a", "b", "c", "d", ".synth-in-progress"} {
+		p := filepath.Join(dir, name)
+		if err := os.Mkdir(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		used := base.Add(time.Duration(i) * time.Minute)
+		if err := os.Chtimes(p, used, used); err != nil {
+			t.Fatal(err)
+		}
+	}
+	touch(filepath.Join(dir, "a")) // used again: now the latest
+	if err := prune(dir, 2); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range entries {
+		got = append(got, e.Name())
+	}
+	if diff := cmp.Diff([]string{".synth-in-progress", "a", "d"}, got); diff != "" {
+		t.Errorf("kept (-want +got):\n%s", diff)
 	}
 }
