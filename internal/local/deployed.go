@@ -57,7 +57,11 @@ type DeployedOptions struct {
 // account, with the guardrails applied to the tenant OUs (what an operator
 // does with `silo guardrails apply` after `cdk deploy`), and the token
 // issuer whose key the stack's OperatorPublicKey parameter is, so the
-// tokens it mints are accepted by the deployed API and console.
+// tokens it mints are accepted by the deployed API and console. The app
+// host that serves tenants' endpoints in local mode is not started:
+// nothing deploys a tenant in this topology yet (the reconciler function
+// does not reconcile), and a deployed tenant's endpoint is its own stack's
+// REST API, which the reconciler's work will have to serve (issue 18).
 type Deployed struct {
 	Info    Info
 	Harness *deployed.Harness
