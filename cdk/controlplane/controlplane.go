@@ -78,12 +78,47 @@ func timeout(name string) float64 {
 // DefaultCodeDir is where `make build` writes the Lambda zips.
 const DefaultCodeDir = "dist/lambda"
 
+// Lambda instruction set architectures, as CloudFormation names them.
+const (
+	ArchARM64  = "arm64"
+	ArchX86_64 = "x86_64"
+)
+
 // Props configure the stack.
 type Props struct {
 	// CodeDir holds <function>.zip for every name in Functions.
 	CodeDir string
 	// Env pins account and region; empty for an environment-agnostic stack.
 	Env *awscdk.Environment
+	// Architecture is the functions' instruction set: ArchARM64 (the
+	// default; what `make build` compiles for AWS) or ArchX86_64. The
+	// deployed-mode harness (internal/deployed) builds the zips for the
+	// machine it runs on and says so here, since the Lambda runtime
+	// interface emulator runs them natively.
+	Architecture string
+}
+
+// ArchitectureOf returns the Lambda architecture of a Go GOARCH (amd64 is
+// x86_64), or an error for one Lambda does not run.
+func ArchitectureOf(goarch string) (string, error) {
+	switch goarch {
+	case "arm64":
+		return ArchARM64, nil
+	case "amd64":
+		return ArchX86_64, nil
+	}
+	return "", fmt.Errorf("lambda runs arm64 and x86_64 (GOARCH arm64 or amd64), not GOARCH %s", goarch)
+}
+
+// lambdaArchitecture maps Props.Architecture to CDK's.
+func lambdaArchitecture(a string) (awslambda.Architecture, error) {
+	switch a {
+	case "", ArchARM64:
+		return awslambda.Architecture_ARM_64(), nil
+	case ArchX86_64:
+		return awslambda.Architecture_X86_64(), nil
+	}
+	return nil, fmt.Errorf("architecture %q: want %s or %s", a, ArchARM64, ArchX86_64)
 }
 
 // CheckCode reports which zips are missing from dir, before CDK fails with
@@ -97,8 +132,13 @@ func CheckCode(dir string) error {
 	return nil
 }
 
-// NewStack adds the control-plane stack to scope.
+// NewStack adds the control-plane stack to scope. It panics on an unknown
+// Props.Architecture (Synth checks it first).
 func NewStack(scope constructs.Construct, id string, p Props) awscdk.Stack {
+	arch, err := lambdaArchitecture(p.Architecture)
+	if err != nil {
+		panic(err)
+	}
 	stack := awscdk.NewStack(scope, jsii.String(id), &awscdk.StackProps{
 		Env:         p.Env,
 		Description: jsii.String("silo control plane (management account)"),
@@ -193,7 +233,7 @@ func NewStack(scope constructs.Construct, id string, p Props) awscdk.Stack {
 		fns[name] = awslambda.NewFunction(stack, jsii.String("Fn-"+name), &awslambda.FunctionProps{
 			FunctionName: jsii.String("silo-" + name),
 			Runtime:      awslambda.Runtime_PROVIDED_AL2023(),
-			Architecture: awslambda.Architecture_ARM_64(),
+			Architecture: arch,
 			Handler:      jsii.String("bootstrap"),
 			Code:         awslambda.Code_FromAsset(jsii.String(filepath.Join(p.CodeDir, name+".zip")), nil),
 			MemorySize:   jsii.Number(512),
@@ -324,6 +364,9 @@ func NewStack(scope constructs.Construct, id string, p Props) awscdk.Stack {
 // and returns the template's path.
 func Synth(outdir string, p Props) (string, error) {
 	if err := CheckCode(p.CodeDir); err != nil {
+		return "", err
+	}
+	if _, err := lambdaArchitecture(p.Architecture); err != nil {
 		return "", err
 	}
 	app := awscdk.NewApp(&awscdk.AppProps{Outdir: jsii.String(outdir)})

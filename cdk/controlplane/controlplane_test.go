@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -19,7 +20,13 @@ import (
 	"github.com/silo-saas/silo/registry"
 )
 
-var templatePath string
+// templatePath is the stack synthesized as `make synth` does (arm64);
+// x86Path the same stack for x86_64, as the deployed-mode harness makes it
+// on an amd64 machine.
+var templatePath, x86Path string
+
+// codeDir holds the placeholder zips.
+var codeDir string
 
 // TestMain synthesizes once (a Node process through jsii) into a temporary
 // directory, with placeholder zips so tests need no `make build`.
@@ -38,7 +45,7 @@ func synthOnce() (func(*testing.M) int, error) {
 	if err != nil {
 		return nil, err
 	}
-	codeDir := filepath.Join(dir, "lambda")
+	codeDir = filepath.Join(dir, "lambda")
 	z, err := lambdazip.Pack([]byte("placeholder"))
 	if err != nil {
 		return nil, err
@@ -52,6 +59,10 @@ func synthOnce() (func(*testing.M) int, error) {
 		}
 	}
 	templatePath, err = Synth(filepath.Join(dir, "out"), Props{CodeDir: codeDir})
+	if err != nil {
+		return nil, err
+	}
+	x86Path, err = Synth(filepath.Join(dir, "out-x86"), Props{CodeDir: codeDir, Architecture: ArchX86_64})
 	if err != nil {
 		return nil, err
 	}
@@ -413,5 +424,53 @@ func TestReconcilerRunsTheAudit(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("the reconciler's audit statements (-want +got):\n%s", diff)
+	}
+}
+
+// TestArchitecture: the functions run on arm64 unless the props say
+// x86_64 (the harness on an amd64 machine), and nothing else about them
+// changes; a GOARCH Lambda does not run is refused.
+func TestArchitecture(t *testing.T) {
+	for goarch, want := range map[string]string{"arm64": ArchARM64, "amd64": ArchX86_64, "386": "", "riscv64": ""} {
+		got, err := ArchitectureOf(goarch)
+		if got != want || (err != nil) != (want == "") {
+			t.Errorf("ArchitectureOf(%q) = %q, %v; want %q", goarch, got, err, want)
+		}
+	}
+	if _, err := Synth(t.TempDir(), Props{CodeDir: codeDir, Architecture: "sparc"}); err == nil || !strings.Contains(err.Error(), "sparc") {
+		t.Errorf("Synth with architecture sparc: %v, want an error naming it", err)
+	}
+	functions := func(path string) map[string]map[string]any {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var tpl struct{ Resources map[string]resource }
+		if err := json.Unmarshal(b, &tpl); err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]map[string]any{}
+		for _, r := range ofType(tpl.Resources, "AWS::Lambda::Function") {
+			out[r.Properties["FunctionName"].(string)] = r.Properties
+		}
+		return out
+	}
+	arm, x86 := functions(templatePath), functions(x86Path)
+	if len(x86) != len(Functions) {
+		t.Fatalf("%d functions for x86_64, want %d", len(x86), len(Functions))
+	}
+	for name, p := range x86 {
+		if js(p["Architectures"]) != `["x86_64"]` {
+			t.Errorf("%s: architectures %s, want [\"x86_64\"]", name, js(p["Architectures"]))
+		}
+		// Only the architecture and the code (another zip hash) differ.
+		a, x := maps.Clone(arm[name]), maps.Clone(p)
+		for _, k := range []string{"Architectures", "Code"} {
+			delete(a, k)
+			delete(x, k)
+		}
+		if diff := cmp.Diff(a, x); diff != "" {
+			t.Errorf("%s differs beyond its architecture (-arm64 +x86_64):\n%s", name, diff)
+		}
 	}
 }

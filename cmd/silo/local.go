@@ -13,14 +13,16 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/silo-saas/silo/internal/deployed"
 	"github.com/silo-saas/silo/internal/local"
 )
 
 func newLocalCmd() *cobra.Command {
-	var readyFile, apiAddr, consoleAddr, logLevel string
-	var exit, asJSON, verbose, demo bool
+	var readyFile, apiAddr, consoleAddr, logLevel, functionLogs, source string
+	var exit, asJSON, verbose, demo, deployedMode bool
 	var probeEvery time.Duration
 	var poolSize int
+	var speed float64
 	cmd := &cobra.Command{
 		Use:   "local",
 		Short: "Run the silo platform on this machine, backed by a local AWS emulator",
@@ -50,7 +52,22 @@ problem (make demo).
 With --ready-file F it writes a JSON object with the API, console and issuer URLs,
 the admin token and a read-only viewer token, the emulator endpoint, region
 and management credentials to F once all is ready (and removes it on exit). With --exit it stops right
-after the summary.`,
+after the summary.
+
+With --deployed it runs silo as it is deployed in AWS instead: it builds
+every control-plane Lambda function from this checkout of silo for this
+machine, creates the control-plane stack in the emulator through
+CloudFormation as "cdk deploy" does, applies the guardrails as "silo
+guardrails apply" does, and runs each function's real binary under the
+Lambda runtime interface emulator with the environment and the IAM role the
+stack gives it (IAM enforcement on). SQS batches, the EventBridge schedules
+and API Gateway (a front door per REST API on a loopback port, the stage
+first in the path) reach the functions as in AWS. The ready file has the
+same fields, the API and console URLs being the front doors' stage URLs,
+plus the stack's name and the directory of the functions' logs. --speed
+runs the schedules and queue visibility timeouts faster than real time.
+The reconciler function does not reconcile yet, so signups stay REQUESTED;
+--demo needs it and is refused.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -64,6 +81,19 @@ after the summary.`,
 				}
 			}
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+			if deployedMode {
+				for _, name := range []string{"demo", "pool-size", "probe-every"} {
+					if cmd.Flags().Changed(name) {
+						return usageError{fmt.Errorf("--%s does not apply to --deployed: the reconciler function does not reconcile yet, and the stack's own schedules drive the prober", name)}
+					}
+				}
+				return runDeployed(cmd, log, local.DeployedOptions{APIAddr: apiAddr, ConsoleAddr: consoleAddr, Speed: speed, FunctionLogs: functionLogs, SourceDir: source}, readyFile, asJSON, exit)
+			}
+			for _, name := range []string{"speed", "function-logs", "source"} {
+				if cmd.Flags().Changed(name) {
+					return usageError{fmt.Errorf("--%s applies to --deployed only", name)}
+				}
+			}
 			began := time.Now()
 			fmt.Fprintln(cmd.ErrOrStderr(), "starting the local AWS emulator and the control plane…")
 			p, err := local.Start(ctx, local.Options{APIAddr: apiAddr, ConsoleAddr: consoleAddr, ProbeEvery: probeEvery, PoolSize: poolSize}, log)
@@ -119,7 +149,54 @@ after the summary.`,
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the connection details as JSON")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "log progress (--log-level info)")
 	cmd.Flags().StringVar(&logLevel, "log-level", "", "log at this level and above: debug, info, warn (the default) or error")
+	cmd.Flags().BoolVar(&deployedMode, "deployed", false, "run the control-plane stack and its Lambda functions' real binaries, as deployed in AWS")
+	cmd.Flags().Float64Var(&speed, "speed", 1, "with --deployed: how many times faster than real time schedules fire and queue visibility timeouts pass")
+	cmd.Flags().StringVar(&functionLogs, "function-logs", "", "with --deployed: directory for a log file per function (default: a directory removed on exit)")
+	cmd.Flags().StringVar(&source, "source", "", "with --deployed: the silo checkout to build the functions from (default: the one holding the working directory)")
 	return cmd
+}
+
+// runDeployed runs silo local --deployed until Ctrl-C.
+func runDeployed(cmd *cobra.Command, log *slog.Logger, o local.DeployedOptions, readyFile string, asJSON, exit bool) error {
+	ctx := cmd.Context()
+	if o.Speed < 1 {
+		return usageError{fmt.Errorf("--speed %v: want 1 (real time) or more", o.Speed)}
+	}
+	fmt.Fprintln(cmd.ErrOrStderr(), "starting the local AWS emulator, building the Lambda functions and creating the control-plane stack…")
+	d, err := local.StartDeployed(ctx, o, log)
+	if errors.Is(err, deployed.ErrNoSource) {
+		return usageError{fmt.Errorf("%w: run silo local --deployed inside a checkout of silo, or name one with --source", err)}
+	}
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	out := cmd.OutOrStdout()
+	if asJSON {
+		if err := printJSON(out, d.Info); err != nil {
+			return err
+		}
+	} else {
+		printLocalSummary(out, d.Info)
+	}
+	if readyFile != "" {
+		if err := writeJSONFile(readyFile, d.Info); err != nil {
+			return err
+		}
+		defer os.Remove(readyFile)
+	}
+	if exit {
+		return nil
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "silo local --deployed is running (stack %s, function logs in %s); the console is at %s. Press Ctrl-C to stop.\n",
+		d.Info.StackName, d.Info.FunctionLogs, d.Info.Console)
+	select {
+	case <-ctx.Done():
+		fmt.Fprintln(cmd.ErrOrStderr(), "stopping…")
+		return nil
+	case <-d.Done():
+		return errors.New("the emulator stopped unexpectedly")
+	}
 }
 
 func printLocalSummary(w io.Writer, info local.Info) {
@@ -136,19 +213,31 @@ func printLocalSummary(w io.Writer, info local.Info) {
 		fmt.Fprintf(tw, "OU %s\t%s\n", path, info.OUs[path])
 	}
 	fmt.Fprintf(tw, "registry table\t%s\n", info.RegistryTable)
-	fmt.Fprintf(tw, "tenant DNS names\t<id>.%s (hosted zone %s)\n", info.TenantDomain, info.HostedZoneID)
+	if info.TenantDomain != "" {
+		fmt.Fprintf(tw, "tenant DNS names\t<id>.%s (hosted zone %s)\n", info.TenantDomain, info.HostedZoneID)
+	}
+	if info.StackName != "" {
+		fmt.Fprintf(tw, "control-plane stack\t%s\n", info.StackName)
+		fmt.Fprintf(tw, "function logs\t%s\n", info.FunctionLogs)
+	}
 	tw.Flush()
+	// In the deployed topology the reconciler does not reconcile yet: a
+	// signup stays REQUESTED, so --wait would never end.
+	signup, list := " --wait", "ACTIVE"
+	if info.StackName != "" {
+		signup, list = "", "REQUESTED"
+	}
 	fmt.Fprintf(w, `
 use the CLI against it (admin token, valid 24 hours):
   export SILO_API=%s SILO_TOKEN=%s
-  silo signup --name "Acme Corp" --email ops@acme.example --tier standard --region us-east-1 --wait
-  silo tenants ls --state ACTIVE
+  silo signup --name "Acme Corp" --email ops@acme.example --tier standard --region us-east-1%s
+  silo tenants ls --state %s
 
 reach the emulator with the AWS CLI:
   export AWS_ACCESS_KEY_ID=%s AWS_SECRET_ACCESS_KEY=%s AWS_DEFAULT_REGION=%s
   aws --endpoint-url %s organizations list-accounts
 
-`, info.API, info.AdminToken, info.AccessKeyID, info.SecretAccessKey, info.Region, info.AWSEndpoint)
+`, info.API, info.AdminToken, signup, list, info.AccessKeyID, info.SecretAccessKey, info.Region, info.AWSEndpoint)
 }
 
 // writeJSONFile writes v atomically, so a reader polling for the file never

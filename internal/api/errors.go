@@ -67,9 +67,13 @@ func fail(status int, code, format string, args ...any) *apiError {
 	return &apiError{status: status, code: code, message: fmt.Sprintf(format, args...)}
 }
 
+// NoSuchRoute is the message of the routing 404 (no route matches the
+// path), which tells it from a handler's 404 of something it looked for.
+const NoSuchRoute = "no such route"
+
 var (
 	errMethod = fail(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "method not allowed on this path")
-	errRoute  = fail(http.StatusNotFound, CodeNotFound, "no such route")
+	errRoute  = fail(http.StatusNotFound, CodeNotFound, NoSuchRoute)
 )
 
 // classify maps an error to what the caller is told. Anything it does not

@@ -50,9 +50,11 @@ type Emulator struct {
 	server   *http.Server
 	patchDir string
 
-	// iamMu guards enforcing, the number of open EnforceIAM windows.
+	// iamMu guards enforcing, the number of open EnforceIAM windows, and
+	// locked (LockIAM holds enforcement on).
 	iamMu     sync.Mutex
 	enforcing int
+	locked    bool
 
 	cmd     *exec.Cmd
 	done    chan struct{}

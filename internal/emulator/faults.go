@@ -107,6 +107,13 @@ type Stats struct {
 	// StackSetAccountFailures counts the accounts StackSetFailure failed in
 	// StackSet operations (an account once per operation).
 	StackSetAccountFailures int64
+	// Callers counts requests per caller (the access key id that signed
+	// them) and operation key: who called what, which the deployed-mode
+	// harness turns into each function's calls (its role's session key).
+	Callers map[string]map[string]int64
+	// Denied counts, the same way, the requests the emulator refused for
+	// want of a permission (AccessDenied under IAM enforcement).
+	Denied map[string]map[string]int64
 }
 
 // Total returns the number of requests of every operation.
@@ -123,11 +130,24 @@ func (s Stats) clone() Stats {
 	s.Throttled = maps.Clone(s.Throttled)
 	s.Latency = maps.Clone(s.Latency)
 	s.CreateFailures = maps.Clone(s.CreateFailures)
+	s.Callers = cloneNested(s.Callers)
+	s.Denied = cloneNested(s.Denied)
 	return s
 }
 
+func cloneNested(m map[string]map[string]int64) map[string]map[string]int64 {
+	out := make(map[string]map[string]int64, len(m))
+	for k, v := range m {
+		out[k] = maps.Clone(v)
+	}
+	return out
+}
+
 func newStats() Stats {
-	return Stats{Calls: map[string]int64{}, Throttled: map[string]int64{}, Latency: map[string]time.Duration{}, CreateFailures: map[string]int64{}}
+	return Stats{
+		Calls: map[string]int64{}, Throttled: map[string]int64{}, Latency: map[string]time.Duration{}, CreateFailures: map[string]int64{},
+		Callers: map[string]map[string]int64{}, Denied: map[string]map[string]int64{},
+	}
 }
 
 // lookup returns the value of the most specific key matching op.

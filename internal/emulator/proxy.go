@@ -237,6 +237,62 @@ func identify(r *http.Request) (*call, error) {
 	return c, nil
 }
 
+// accessKey returns the access key id that signed r (the first element of
+// its credential scope), or "" for an unsigned request.
+func accessKey(r *http.Request) string {
+	scope := r.URL.Query().Get("X-Amz-Credential")
+	if auth := r.Header.Get("Authorization"); auth != "" {
+		if _, after, ok := strings.Cut(auth, "Credential="); ok {
+			scope, _, _ = strings.Cut(after, ",")
+		}
+	}
+	id, _, _ := strings.Cut(strings.TrimSpace(scope), "/")
+	return id
+}
+
+func bump(m map[string]map[string]int64, caller, key string) {
+	if m[caller] == nil {
+		m[caller] = map[string]int64{}
+	}
+	m[caller][key]++
+}
+
+// denialRecorder notes whether an answer is an access denial: a 403 or a
+// 400 (the JSON services answer AccessDeniedException with 400) whose
+// error code names AccessDenied; other 403s (a bad signature, an unknown
+// key) are not about permissions. It keeps the first bytes of such a body
+// to look for the code, and passes everything through.
+type denialRecorder struct {
+	http.ResponseWriter
+	status int
+	head   []byte
+}
+
+func (d *denialRecorder) WriteHeader(status int) {
+	if d.status == 0 {
+		d.status = status
+	}
+	d.ResponseWriter.WriteHeader(status)
+}
+
+func (d *denialRecorder) Write(b []byte) (int, error) {
+	if d.status == 0 {
+		d.status = http.StatusOK
+	}
+	if (d.status == http.StatusBadRequest || d.status == http.StatusForbidden) && len(d.head) < 2048 {
+		d.head = append(d.head, b[:min(len(b), 2048-len(d.head))]...)
+	}
+	return d.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController (the reverse proxy's flushes) reach
+// the connection's writer.
+func (d *denialRecorder) Unwrap() http.ResponseWriter { return d.ResponseWriter }
+
+func (d *denialRecorder) denied() bool {
+	return (d.status == http.StatusBadRequest || d.status == http.StatusForbidden) && bytes.Contains(d.head, []byte("AccessDenied"))
+}
+
 // signingName returns the service of the SigV4 credential scope
 // (AKID/date/region/service/aws4_request), from the Authorization header or
 // a presigned URL.
@@ -331,18 +387,33 @@ func route53Operation(r *http.Request) string {
 	return r.Method + " " + r.URL.Path
 }
 
+// ControlPath is the prefix of moto's own control API (reset, IAM
+// enforcement, seeding). The proxy refuses it: everything that talks AWS
+// through the proxy (the control plane, the functions the deployed-mode
+// harness runs, tenant apps) could otherwise switch enforcement off or
+// wipe the emulator. Whoever holds the Emulator reaches moto directly.
+const ControlPath = "/moto-api/"
+
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.Path, ControlPath) {
+		http.Error(w, "the emulator's control API is not served to AWS clients", http.StatusForbidden)
+		return
+	}
 	c, err := identify(r)
 	if err != nil {
 		http.Error(w, "read request: "+err.Error(), http.StatusBadRequest)
 		return
 	}
 	key := c.op.String()
+	caller := accessKey(r)
 
 	p.mu.Lock()
 	p.seq++
 	n := p.seq
 	p.stats.Calls[key]++
+	if caller != "" {
+		bump(p.stats.Callers, caller, key)
+	}
 	f, hook := p.faults, p.hook
 	p.mu.Unlock()
 
@@ -371,6 +442,15 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.count(func(s *Stats) { s.Throttled[key]++ })
 		writeThrottle(w, c)
 		return
+	}
+	if caller != "" {
+		rec := &denialRecorder{ResponseWriter: w}
+		defer func() {
+			if rec.denied() {
+				p.count(func(s *Stats) { bump(s.Denied, caller, key) })
+			}
+		}()
+		w = rec
 	}
 
 	switch c.op.Service {

@@ -145,7 +145,7 @@ func (e *Emulator) Reset(ctx context.Context) (*Org, error) {
 	e.Proxy.Reset()
 	e.iamMu.Lock()
 	err := e.relaxIAM(ctx)
-	e.enforcing = 0
+	e.enforcing, e.locked = 0, false
 	e.iamMu.Unlock()
 	if err != nil {
 		return nil, err
@@ -173,7 +173,7 @@ func (e *Emulator) Reset(ctx context.Context) (*Org, error) {
 func (e *Emulator) EnforceIAM(ctx context.Context) error {
 	e.iamMu.Lock()
 	defer e.iamMu.Unlock()
-	if e.enforcing == 0 {
+	if e.enforcing == 0 && !e.locked {
 		if err := e.post(ctx, "/moto-api/reset-auth", "text/plain", "0"); err != nil {
 			return err
 		}
@@ -183,7 +183,7 @@ func (e *Emulator) EnforceIAM(ctx context.Context) error {
 }
 
 // RelaxIAM ends one EnforceIAM window, turning enforcement off when it was
-// the last.
+// the last and no LockIAM holds it on.
 func (e *Emulator) RelaxIAM(ctx context.Context) error {
 	e.iamMu.Lock()
 	defer e.iamMu.Unlock()
@@ -191,11 +191,58 @@ func (e *Emulator) RelaxIAM(ctx context.Context) error {
 		e.enforcing--
 		return nil
 	}
+	if e.locked {
+		// The window ends, enforcement stays: the deployed-mode harness
+		// runs a control plane that AWS always checks.
+		e.enforcing = 0
+		return nil
+	}
 	if err := e.relaxIAM(ctx); err != nil {
 		return err
 	}
 	e.enforcing = 0
 	return nil
+}
+
+// LockIAM turns IAM enforcement on until UnlockIAM (or Reset), whatever
+// EnforceIAM windows open and close meanwhile: the deployed-mode harness
+// holds it for its whole run, so that the functions' roles, and nothing
+// else, decide what each may do, as in AWS.
+func (e *Emulator) LockIAM(ctx context.Context) error {
+	e.iamMu.Lock()
+	defer e.iamMu.Unlock()
+	if e.enforcing == 0 && !e.locked {
+		if err := e.post(ctx, "/moto-api/reset-auth", "text/plain", "0"); err != nil {
+			return err
+		}
+	}
+	e.locked = true
+	return nil
+}
+
+// UnlockIAM ends LockIAM: enforcement goes off unless an EnforceIAM
+// window is open.
+func (e *Emulator) UnlockIAM(ctx context.Context) error {
+	e.iamMu.Lock()
+	defer e.iamMu.Unlock()
+	if !e.locked {
+		return nil
+	}
+	if e.enforcing == 0 {
+		if err := e.relaxIAM(ctx); err != nil {
+			return err
+		}
+	}
+	e.locked = false
+	return nil
+}
+
+// IAMEnforced reports whether IAM enforcement is on (a window is open or
+// LockIAM holds it).
+func (e *Emulator) IAMEnforced() bool {
+	e.iamMu.Lock()
+	defer e.iamMu.Unlock()
+	return e.enforcing > 0 || e.locked
 }
 
 func (e *Emulator) relaxIAM(ctx context.Context) error {

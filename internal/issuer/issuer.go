@@ -11,8 +11,10 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"math/big"
@@ -124,6 +126,18 @@ func (i *Issuer) KeyID() string { return i.kid }
 
 // PublicKey is the verification key.
 func (i *Issuer) PublicKey() *rsa.PublicKey { return &i.key.PublicKey }
+
+// PublicKeyPEM is the verification key as PEM (a PKIX "PUBLIC KEY"
+// block): what the control-plane stack's OperatorPublicKey parameter
+// takes, so tokens this issuer mints are accepted by the deployed API and
+// console.
+func (i *Issuer) PublicKeyPEM() (string, error) {
+	der, err := x509.MarshalPKIXPublicKey(&i.key.PublicKey)
+	if err != nil {
+		return "", fmt.Errorf("issuer: encode the public key: %w", err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})), nil
+}
 
 // Mint returns a signed RS256 token for subject acting in tenantID, valid for
 // ttl from now (a negative ttl gives an already expired token, for tests).

@@ -1,7 +1,9 @@
 package issuer
 
 import (
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -135,4 +137,34 @@ func TestHandler(t *testing.T) {
 			t.Errorf("key = %v", k)
 		}
 	})
+}
+
+// TestPublicKeyPEM: the PEM holds the issuer's own key, so a verifier
+// built from it (as the deployed API builds one from its stack parameter)
+// accepts the issuer's tokens.
+func TestPublicKeyPEM(t *testing.T) {
+	iss, _ := newTestIssuer(t, Options{})
+	s, err := iss.PublicKeyPEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode([]byte(s))
+	if block == nil || block.Type != "PUBLIC KEY" {
+		t.Fatalf("not a PUBLIC KEY PEM block: %q", s)
+	}
+	pub, err := x509.ParsePKIXPublicKey(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := iss.Mint("t1", "someone", time.Minute, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := jwt.Parse(tok, func(*jwt.Token) (any, error) { return pub, nil }, jwt.WithValidMethods([]string{"RS256"})); err != nil {
+		t.Errorf("a token of the issuer does not verify with the PEM's key: %v", err)
+	}
+	other, _ := newTestIssuer(t, Options{})
+	if s2, _ := other.PublicKeyPEM(); s2 == s {
+		t.Error("two issuers have the same public key PEM")
+	}
 }

@@ -3,6 +3,10 @@
 // the control plane wired to them, a token issuer and the app host that
 // serves every tenant's application on a loopback URL. It is one of the two places that wire
 // silo's packages together (the Lambda mains are the other).
+//
+// StartDeployed runs the other topology: the control-plane stack created in
+// the emulator and its Lambda functions' real binaries (internal/deployed),
+// with the emulator and the token issuer around it.
 package local
 
 import (
@@ -120,6 +124,13 @@ type Info struct {
 	// Console is the operations console's URL; it takes the same operator
 	// tokens as the API (paste AdminToken at its login).
 	Console string `json:"console"`
+	// StackName is the control-plane stack's name in the deployed
+	// topology (silo local --deployed), where API and Console are its REST
+	// APIs' stage URLs; empty in-process.
+	StackName string `json:"stack_name,omitempty"`
+	// FunctionLogs is the directory holding a log file per function of
+	// the deployed topology.
+	FunctionLogs string `json:"function_logs,omitempty"`
 }
 
 // Platform is a running local silo.

@@ -41,10 +41,15 @@
 #    refusal of another tenant's table proves nothing. The patch names the
 #    real ARN (the table, secret or key of the request, in the account the
 #    request names or else the caller's).
-# 7. moto answers every refusal in the query protocol's XML, also to JSON
-#    services (DynamoDB, KMS, Secrets Manager, Organizations), whose SDKs
-#    cannot decode it (the Go SDK reports a deserialization error, not
-#    AccessDeniedException). The patch answers JSON services in JSON.
+# 7. moto answers every refusal in one XML shape, also to JSON services
+#    (DynamoDB, KMS, Secrets Manager, Organizations), whose SDKs cannot
+#    decode it (the Go SDK reports a deserialization error, not
+#    AccessDeniedException), and to the query services (STS, IAM,
+#    CloudFormation) with the error inside an <Errors> element they do not
+#    read (the code came out as UnknownError), and to REST-JSON services
+#    (Lambda, API Gateway), whose SDKs want JSON. The patch answers JSON and
+#    REST-JSON services in JSON and query services in their
+#    <ErrorResponse><Error> shape (checked by deployed_test.go).
 # 8. moto gives the OrganizationAccountAccessRole it creates in each new
 #    account no policy: under enforcement it may do nothing, where in AWS it
 #    holds AdministratorAccess. The patch attaches the equivalent inline.
@@ -83,6 +88,53 @@
 #    instance at once would otherwise both create its stack, the second
 #    failing with AlreadyExistsException. Checked through the Go SDK by
 #    internal/emulator's stackfail_test.go.
+#
+# Patches 11-16 let the control-plane stack (cdk/controlplane) run as it is
+# deployed, under the deployed-mode harness (internal/deployed), with IAM
+# enforcement on. Each is checked through the Go SDK by internal/emulator's
+# deployed_test.go.
+#
+# 11. Ref of an AWS::Events::EventBus is the bus's name in AWS; moto gave
+#    the bus object itself, so a function whose environment names the bus
+#    (SILO_EVENT_BUS) stored an object there, and ListFunctions and
+#    GetFunctionConfiguration answered 500 ("Object of type EventBus is not
+#    JSON serializable").
+# 12. moto's CloudFormation skips AWS::ApiGateway::Stage, and Ref of an
+#    AWS::ApiGateway::Deployment is not the deployment's id: a REST API
+#    made by a template has no stage (GetStages answers none) and its
+#    invoke URL output ends in /None/. The patch makes the stage, with its
+#    deployment, variables, description and method settings (a tenant's
+#    throttling), and gives the deployment its id as Ref.
+# 13. moto checks events:PutEvents and CloudFormation's StackSet and stack
+#    calls against the resource "*" instead of the resource the request
+#    names, so a role granted PutEvents on its own bus, or
+#    ListStackInstances on its own stack set, is refused under
+#    enforcement while a grant on "*" passes: the control-plane stack's
+#    narrow grants could not be told from missing ones. The patch names
+#    the bus of each entry (each is checked) and the stack set or stack.
+# 14. Under enforcement moto recomputes each request's signature, and for a
+#    request with neither a body nor a query string (GET
+#    /2015-03-31/functions, GET /restapis) it signs the request's headers
+#    as if they were a form body (it falls back on them as parameters), so
+#    every such call answered SignatureDoesNotMatch: the Lambda and API
+#    Gateway reads of the harness (and of anyone) failed. The patch signs an
+#    empty body as empty (a form body is still signed from its parameters,
+#    as moto did).
+# 15. DynamoDB has no IAM action for a transaction: TransactWriteItems and
+#    TransactGetItems are allowed by the actions of their items (PutItem,
+#    UpdateItem, DeleteItem, ConditionCheckItem, GetItem) on each item's
+#    table, as AWS documents it ("Using IAM with DynamoDB transactions").
+#    moto checked dynamodb:TransactWriteItems, an action no policy
+#    grants, so a role granted read and write on the registry (CDK's
+#    grantReadWriteData) was refused every registry write silo makes.
+#    The patch checks each item's action on its table.
+# 16. moto delivers a message sent to a queue that has a Lambda event source
+#    mapping itself, inside SendMessage: it receives the message, tries to
+#    run the function (which it cannot, without Docker) and makes the
+#    message visible again. Every message so reached its real consumer on
+#    its second receive (ApproximateReceiveCount 2) and one receive closer
+#    to the dead-letter queue. The deployed-mode harness is the event
+#    source mapping here, as Lambda is in AWS; the patch stops moto's.
 import copy as _copy
 import sys as _sys
 import threading as _threading
@@ -380,6 +432,8 @@ def _install_json_access_denied():
         return
     original = ActionAuthenticatorMixin._authenticate_and_authorize_normal_action
 
+    from xml.sax.saxutils import escape as _escape
+
     def _authenticate_and_authorize_normal_action(self, resource="*"):
         try:
             return original(self, resource)
@@ -387,6 +441,20 @@ def _install_json_access_denied():
             # JSON protocols name the operation in X-Amz-Target.
             if self.headers.get("X-Amz-Target"):
                 raise JsonRESTError("AccessDeniedException", exc.message)
+            # REST-JSON services (Lambda, API Gateway) read the code from
+            # X-Amzn-ErrorType and a JSON body.
+            scope = self.headers.get("Authorization", "").partition("Credential=")[2].split("/")
+            if len(scope) > 3 and scope[3] in ("lambda", "apigateway"):
+                err = JsonRESTError("AccessDeniedException", exc.message)
+                err.code = 403
+                raise err
+            # The query protocol: the form (or the URL) names an Action.
+            if "Action" in (self.querystring or {}):
+                exc.description = (
+                    '<?xml version="1.0" encoding="utf-8"?>\n<ErrorResponse><Error><Type>Sender</Type>'
+                    "<Code>AccessDenied</Code><Message>%s</Message></Error><RequestId>silo</RequestId></ErrorResponse>"
+                    % _escape(exc.message)
+                )
             raise
 
     ActionAuthenticatorMixin._authenticate_and_authorize_normal_action = _authenticate_and_authorize_normal_action
@@ -712,6 +780,252 @@ def _install_failed_stack_instances():
     CloudFormationResponse.list_stack_set_operation_results = list_stack_set_operation_results
 
 
+def _install_event_bus_ref():
+    try:
+        from moto.events.models import EventBus
+    except Exception as exc:
+        _sys.stderr.write("silo: moto event bus ref patch not installed: %r\n" % (exc,))
+        return
+    EventBus.physical_resource_id = property(lambda self: self.name)
+
+
+def _install_api_stages():
+    try:
+        from moto.apigateway.models import Deployment, apigateway_backends
+        from moto.core.common_models import CloudFormationModel
+    except Exception as exc:
+        _sys.stderr.write("silo: moto API Gateway stage patch not installed: %r\n" % (exc,))
+        return
+    Deployment.physical_resource_id = property(lambda self: self.id)
+
+    # The method settings CloudFormation names, and the keys GetStage
+    # answers them under.
+    settings = {
+        "CacheDataEncrypted": "cacheDataEncrypted", "CacheTtlInSeconds": "cacheTtlInSeconds",
+        "CachingEnabled": "cachingEnabled", "DataTraceEnabled": "dataTraceEnabled",
+        "LoggingLevel": "loggingLevel", "MetricsEnabled": "metricsEnabled",
+        "ThrottlingBurstLimit": "throttlingBurstLimit", "ThrottlingRateLimit": "throttlingRateLimit",
+    }
+
+    class SiloCfnStage(CloudFormationModel):
+        """AWS::ApiGateway::Stage for moto's CloudFormation: Ref is the
+        stage's name, as in AWS."""
+
+        # moto's model metaclass files instances by the service named in the
+        # module path.
+        __module__ = "moto.apigateway.models"
+
+        def __init__(self, api_id, name, account_id, region_name):
+            self.api_id, self.name = api_id, name
+            self.account_id, self.region_name = account_id, region_name
+
+        @staticmethod
+        def cloudformation_name_type():
+            return "StageName"
+
+        @staticmethod
+        def cloudformation_type():
+            return "AWS::ApiGateway::Stage"
+
+        @property
+        def physical_resource_id(self):
+            return self.name
+
+        @classmethod
+        def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+            props = cloudformation_json.get("Properties", {})
+            backend = apigateway_backends[account_id][region_name]
+            api_id, name = props["RestApiId"], props.get("StageName") or resource_name
+            api = backend.get_rest_api(api_id)
+            stage = api.stages.get(name)
+            if stage is None:
+                stage = backend.create_stage(
+                    api_id, name, props.get("DeploymentId"), variables=props.get("Variables") or {},
+                    description=props.get("Description", ""), tracing_enabled=props.get("TracingEnabled"),
+                    tags={t["Key"]: t["Value"] for t in props.get("Tags") or [] if "Key" in t},
+                )
+            else:
+                stage.deployment_id = props.get("DeploymentId") or stage.deployment_id
+            for m in props.get("MethodSettings") or []:
+                key = "%s/%s" % (m.get("ResourcePath", "/*").lstrip("/"), m.get("HttpMethod", "*"))
+                stage.method_settings[key] = {settings[k]: v for k, v in m.items() if k in settings}
+            return cls(api_id, name, account_id, region_name)
+
+        @classmethod
+        def delete_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name):
+            props = cloudformation_json.get("Properties", {})
+            try:
+                apigateway_backends[account_id][region_name].delete_stage(props["RestApiId"], props.get("StageName") or resource_name)
+            except Exception:
+                pass
+
+        def delete(self, account_id, region_name):
+            try:
+                apigateway_backends[account_id][region_name].delete_stage(self.api_id, self.name)
+            except Exception:
+                pass
+
+    return SiloCfnStage
+
+
+def _install_named_resources():
+    try:
+        from moto.cloudformation.responses import CloudFormationResponse
+        from moto.events.responses import EventsHandler
+    except Exception as exc:
+        _sys.stderr.write("silo: moto named resource patch not installed: %r\n" % (exc,))
+        return
+
+    def _partition(region):
+        return "aws-cn" if region.startswith("cn-") else "aws"
+
+    def buses(self):
+        """The ARNs of the buses a PutEvents request's entries name."""
+        if self._get_action() != "PutEvents":
+            return []
+        out = []
+        for entry in self._get_param("Entries") or []:
+            bus = entry.get("EventBusName") or "default"
+            if not bus.startswith("arn:"):
+                bus = "arn:%s:events:%s:%s:event-bus/%s" % (_partition(self.region), self.region, self.current_account, bus)
+            if bus not in out:
+                out.append(bus)
+        return out
+
+    original = EventsHandler._authenticate_and_authorize_normal_action
+
+    def events_authorize(self, resource="*"):
+        for bus in buses(self) or [resource]:
+            original(self, bus)
+
+    EventsHandler._authenticate_and_authorize_normal_action = events_authorize
+
+    def cloudformation_resource(self):
+        partition, region, account = _partition(self.region), self.region, self.current_account
+        stack_set = self._get_param("StackSetName")
+        if stack_set:
+            if stack_set.startswith("arn:"):
+                return stack_set
+            try:
+                return self.cloudformation_backend.describe_stack_set(stack_set).arn
+            except Exception:
+                # Not there: the ARN of any stack set by that name.
+                return "arn:%s:cloudformation:%s:%s:stackset/%s:" % (partition, region, account, stack_set)
+        stack = self._get_param("StackName")
+        if stack:
+            if stack.startswith("arn:"):
+                return stack
+            try:
+                return self.cloudformation_backend.get_stack(stack).stack_id
+            except Exception:
+                return "arn:%s:cloudformation:%s:%s:stack/%s/" % (partition, region, account, stack)
+        return "*"
+
+    CloudFormationResponse._determine_resource = cloudformation_resource
+
+
+def _install_signed_body():
+    try:
+        from botocore.awsrequest import AWSRequest
+        from moto.iam.access_control import IAMRequestBase
+    except Exception as exc:
+        _sys.stderr.write("silo: moto signature patch not installed: %r\n" % (exc,))
+        return
+
+    def _create_aws_request(self):
+        signed_headers = self._get_string_between("SignedHeaders=", ",", self._headers["Authorization"]).split(";")
+        headers = self._create_headers_for_aws_request(signed_headers, self._headers)
+        # A form body (query protocol) reaches moto parsed, so moto signs
+        # the parameters again as a form; any other empty body is signed as
+        # empty, where moto signed its fallback parameters (the headers).
+        body = self._body
+        if not body:
+            form = "x-www-form-urlencoded" in self._headers.get("Content-Type", "")
+            body = self._data if form else b""
+        request = AWSRequest(method=self._method, url=self._path, data=body, headers=headers)
+        request.context["timestamp"] = headers["X-Amz-Date"]
+        return request
+
+    IAMRequestBase._create_aws_request = _create_aws_request
+
+
+def _install_transaction_actions():
+    try:
+        from moto.dynamodb.responses import DynamoHandler
+    except Exception as exc:
+        _sys.stderr.write("silo: moto transaction action patch not installed: %r\n" % (exc,))
+        return
+    item_actions = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem", "ConditionCheck": "ConditionCheckItem", "Get": "GetItem"}
+
+    def _partition(region):
+        return "aws-cn" if region.startswith("cn-") else "aws"
+
+    def items(self):
+        """The (action, table ARN) of each item of a transaction, or None
+        for another request."""
+        action = original_action(self)
+        if action not in ("TransactWriteItems", "TransactGetItems"):
+            return None
+        body = self.body if isinstance(self.body, dict) else {}
+        if not body:
+            import json as _json
+
+            try:
+                body = _json.loads(self.body or "{}")
+            except Exception:
+                return None
+        out = []
+        for entry in body.get("TransactItems") or []:
+            for kind, op in entry.items():
+                table = op.get("TableName", "")
+                if not table.startswith("arn:"):
+                    table = "arn:%s:dynamodb:%s:%s:table/%s" % (_partition(self.region), self.region, self.current_account, table)
+                out.append((item_actions.get(kind, kind), table))
+        return out
+
+    original_action = DynamoHandler._get_action
+    original_authorize = DynamoHandler._authenticate_and_authorize_normal_action
+
+    def _get_action(self):
+        return getattr(self, "_silo_action", None) or original_action(self)
+
+    def authorize(self, resource="*"):
+        checks = items(self)
+        if checks is None:
+            return original_authorize(self, resource)
+        try:
+            for action, table in checks:
+                self._silo_action = action
+                original_authorize(self, table)
+        finally:
+            self._silo_action = None
+
+    DynamoHandler._get_action = _get_action
+    DynamoHandler._authenticate_and_authorize_normal_action = authorize
+
+
+def _install_no_queue_delivery():
+    try:
+        from moto.sqs.models import DEDUPLICATION_TIME_IN_SECONDS, Queue
+    except Exception as exc:
+        _sys.stderr.write("silo: moto queue delivery patch not installed: %r\n" % (exc,))
+        return
+
+    def add_message(self, message):
+        # moto's own, without the delivery to event source mappings.
+        if self.fifo_queue and (self.attributes.get("ContentBasedDeduplication") == "true" or message.deduplication_id):
+            for m in self._messages:
+                if m.deduplication_id == message.deduplication_id:
+                    diff = message.sent_timestamp - m.sent_timestamp
+                    if diff / 1000 < DEDUPLICATION_TIME_IN_SECONDS:
+                        return
+        with self._messages_lock:
+            self._messages.append(message)
+            self._messages_lock.notify_all()
+
+    Queue.add_message = add_message
+
+
 def _run(*patches):
     # One broken patch must not keep the others out.
     out = []
@@ -727,4 +1041,6 @@ _installed = _run(
     _install, _install_kms_tags, _install_secret_resource, _install_lambda_code_from_org_bucket,
     _install_update_keeps_resources, _install_real_resource_arns, _install_json_access_denied,
     _install_member_role_admin, _install_bucket_public_access_block, _install_failed_stack_instances,
+    _install_event_bus_ref, _install_api_stages, _install_named_resources, _install_signed_body,
+    _install_transaction_actions, _install_no_queue_delivery,
 )
