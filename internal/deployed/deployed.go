@@ -14,7 +14,7 @@
 // through the proxy the functions talk to): each role's policy, and
 // nothing else, decides what a function may do, so a missing grant fails
 // the call that needs it. What the emulator does not do as AWS does is
-// corrected in internal/emulator (patches 11-13 for this stack).
+// corrected in internal/emulator (patches 11-17 for this stack).
 //
 // Functions are built for this machine (linux, its GOARCH), with the flags
 // `make build` uses for AWS; builds, zips and the synthesized stack are

@@ -27,9 +27,14 @@ type QueueStats struct {
 	// queue); Failed those left for redelivery (the whole batch when the
 	// invocation failed or timed out, the reported items otherwise).
 	Deleted, Failed int64
-	// Exhausted counts failures on a message's last allowed receive
-	// (maxReceiveCount of the queue's redrive policy): SQS moves it to the
-	// dead-letter queue instead of delivering it again. DeadLettered
+	// Undeleted counts messages the function handled whose deletion SQS
+	// refused (the role lacks sqs:DeleteMessage): they come back when
+	// their visibility timeout passes, as they would in AWS.
+	Undeleted int64
+	// Exhausted counts messages left in the queue (failed or undeleted)
+	// on their last allowed receive (maxReceiveCount of the queue's
+	// redrive policy): SQS moves them to the dead-letter queue instead of
+	// delivering them again. DeadLettered
 	// counts those the harness then saw arrive there.
 	Exhausted, DeadLettered int64
 }
@@ -272,15 +277,18 @@ func (es *eventSource) deliver(ctx context.Context, msgs []sqstypes.Message) {
 			done = append(done, m)
 		}
 	}
-	if err := es.delete(ctx, done); err != nil {
+	deleted, err := es.delete(ctx, done)
+	if err != nil {
 		es.fn.logs.note("harness: delete handled messages: %v", err)
 	}
 	var exhausted int
 	es.mu.Lock()
 	for _, m := range msgs {
-		if !failed[aws.ToString(m.MessageId)] {
+		if deleted[aws.ToString(m.MessageId)] {
 			continue
 		}
+		// A failed message, or a handled one SQS did not delete: it comes
+		// back when its visibility timeout passes on the harness clock.
 		n, _ := strconv.Atoi(m.Attributes[string(sqstypes.MessageSystemAttributeNameApproximateReceiveCount)])
 		if es.maxReceive > 0 && n >= es.maxReceive {
 			exhausted++
@@ -291,7 +299,8 @@ func (es *eventSource) deliver(ctx context.Context, msgs []sqstypes.Message) {
 	es.mu.Unlock()
 	es.h.count(func(s *Stats) {
 		q := s.Queues[es.queueARN]
-		q.Deleted += int64(len(done))
+		q.Deleted += int64(len(deleted))
+		q.Undeleted += int64(len(done) - len(deleted))
 		q.Failed += int64(len(msgs) - len(done))
 		q.Exhausted += int64(exhausted)
 		s.Queues[es.queueARN] = q
@@ -360,7 +369,10 @@ func (es *eventSource) failures(msgs []sqstypes.Message, res *Result) map[string
 	return failed
 }
 
-func (es *eventSource) delete(ctx context.Context, msgs []sqstypes.Message) error {
+// delete deletes msgs from the queue with the function's role, as
+// Lambda's poller does, and returns the ids of the messages SQS deleted.
+func (es *eventSource) delete(ctx context.Context, msgs []sqstypes.Message) (map[string]bool, error) {
+	deleted := map[string]bool{}
 	for chunk := range slices.Chunk(msgs, 10) {
 		in := &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(es.queueURL)}
 		for i, m := range chunk {
@@ -368,13 +380,18 @@ func (es *eventSource) delete(ctx context.Context, msgs []sqstypes.Message) erro
 		}
 		out, err := es.sqs.DeleteMessageBatch(ctx, in)
 		if err != nil {
-			return err
+			return deleted, err
+		}
+		for _, ok := range out.Successful {
+			if i, err := strconv.Atoi(aws.ToString(ok.Id)); err == nil && i < len(chunk) {
+				deleted[aws.ToString(chunk[i].MessageId)] = true
+			}
 		}
 		if len(out.Failed) > 0 {
-			return fmt.Errorf("%d of %d deletions failed: %s", len(out.Failed), len(chunk), aws.ToString(out.Failed[0].Message))
+			return deleted, fmt.Errorf("%d of %d deletions failed: %s", len(out.Failed), len(chunk), aws.ToString(out.Failed[0].Message))
 		}
 	}
-	return nil
+	return deleted, nil
 }
 
 // keepTime makes failed messages visible again when their visibility

@@ -545,3 +545,107 @@ func TestQueueLeftToItsConsumer(t *testing.T) {
 		t.Fatalf("received %+v, want the message on its first receive", out.Messages)
 	}
 }
+
+// TestQueueBatchesAuthorizedAsSingleCalls checks patch 17: under
+// enforcement, a role granted sqs:SendMessage, sqs:DeleteMessage and
+// sqs:ChangeMessageVisibility on its queue may make the batch forms of
+// those calls (there are no batch actions in IAM), and is refused them on
+// another queue.
+func TestQueueBatchesAuthorizedAsSingleCalls(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	o := emu.ResetT(t)
+	cfg, err := o.Config(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := sqs.NewFromConfig(cfg)
+	urls := map[string]string{}
+	for _, name := range []string{"queue-a", "queue-b"} {
+		out, err := admin.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		urls[name] = aws.ToString(out.QueueUrl)
+	}
+	role := narrowRole(t, ctx, o, "consumer", fmt.Sprintf(`{"Version":"2012-10-17","Statement":[
+{"Effect":"Allow","Action":["sqs:SendMessage","sqs:ReceiveMessage","sqs:DeleteMessage","sqs:ChangeMessageVisibility"],"Resource":"arn:aws:sqs:%s:%s:queue-a"}]}`,
+		o.Region, o.ManagementAccountID))
+	if err := emu.EnforceIAM(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := emu.RelaxIAM(context.WithoutCancel(ctx)); err != nil {
+			t.Error(err)
+		}
+	}()
+	q := sqs.NewFromConfig(role)
+	// receipts sends two messages to queue with the batch call (the
+	// role's own to queue-a, the management user's to the other) and
+	// receives them as the management user.
+	receipts := func(t *testing.T, queue string) []string {
+		t.Helper()
+		sender := q
+		if queue != "queue-a" {
+			sender = admin
+		}
+		if _, err := sender.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(urls[queue]), Entries: []sqstypes.SendMessageBatchRequestEntry{
+			{Id: aws.String("1"), MessageBody: aws.String("one")}, {Id: aws.String("2"), MessageBody: aws.String("two")}}}); err != nil {
+			t.Fatal(err)
+		}
+		out, err := admin.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(urls[queue]), MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
+		if err != nil || len(out.Messages) != 2 {
+			t.Fatalf("received %d messages, %v", len(out.Messages), err)
+		}
+		return []string{aws.ToString(out.Messages[0].ReceiptHandle), aws.ToString(out.Messages[1].ReceiptHandle)}
+	}
+	del := func(queue string, rs []string) error {
+		in := &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(urls[queue])}
+		for i, r := range rs {
+			in.Entries = append(in.Entries, sqstypes.DeleteMessageBatchRequestEntry{Id: aws.String(fmt.Sprint(i)), ReceiptHandle: aws.String(r)})
+		}
+		out, err := q.DeleteMessageBatch(ctx, in)
+		if err == nil && len(out.Failed) > 0 {
+			err = fmt.Errorf("%d deletions failed: %s", len(out.Failed), aws.ToString(out.Failed[0].Message))
+		}
+		return err
+	}
+	hide := func(queue string, rs []string) error {
+		in := &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(urls[queue])}
+		for i, r := range rs {
+			in.Entries = append(in.Entries, sqstypes.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(fmt.Sprint(i)), ReceiptHandle: aws.String(r), VisibilityTimeout: 60})
+		}
+		out, err := q.ChangeMessageVisibilityBatch(ctx, in)
+		if err == nil && len(out.Failed) > 0 {
+			err = fmt.Errorf("%d changes failed: %s", len(out.Failed), aws.ToString(out.Failed[0].Message))
+		}
+		return err
+	}
+	for _, c := range []struct {
+		name, queue string
+		call        func(string, []string) error
+		allowed     bool
+	}{
+		{"its queue: visibility", "queue-a", hide, true},
+		{"its queue: deletion", "queue-a", del, true},
+		{"another queue: visibility", "queue-b", hide, false},
+		{"another queue: deletion", "queue-b", del, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			err := c.call(c.queue, receipts(t, c.queue))
+			switch {
+			case c.allowed && err != nil:
+				t.Errorf("refused: %v", err)
+			case !c.allowed && !awsx.IsAccessDenied(err):
+				t.Errorf("got %v, want AccessDenied", err)
+			}
+		})
+	}
+	t.Run("another queue: sending", func(t *testing.T) {
+		_, err := q.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(urls["queue-b"]),
+			Entries: []sqstypes.SendMessageBatchRequestEntry{{Id: aws.String("1"), MessageBody: aws.String("one")}}})
+		if !awsx.IsAccessDenied(err) {
+			t.Errorf("got %v, want AccessDenied", err)
+		}
+	})
+}
