@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/silo-saas/silo/internal/awsx"
+	"github.com/silo-saas/silo/internal/grants"
 )
 
 // Proxy sits in front of moto and makes it behave like AWS where moto does
@@ -250,9 +251,9 @@ func accessKey(r *http.Request) string {
 	return id
 }
 
-func bump(m map[string]map[string]int64, caller, key string) {
+func bump[K comparable](m map[string]map[K]int64, caller string, key K) {
 	if m[caller] == nil {
-		m[caller] = map[string]int64{}
+		m[caller] = map[K]int64{}
 	}
 	m[caller][key]++
 }
@@ -406,6 +407,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	key := c.op.String()
 	caller := accessKey(r)
+	var needs []grants.Access
+	if caller != "" {
+		needs = accesses(c, r)
+	}
 
 	p.mu.Lock()
 	p.seq++
@@ -413,6 +418,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.stats.Calls[key]++
 	if caller != "" {
 		bump(p.stats.Callers, caller, key)
+		for _, a := range needs {
+			bump(p.stats.Accesses, caller, a)
+		}
 	}
 	f, hook := p.faults, p.hook
 	p.mu.Unlock()
