@@ -20,6 +20,7 @@ import (
 	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/organizations"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
@@ -648,4 +649,37 @@ func TestQueueBatchesAuthorizedAsSingleCalls(t *testing.T) {
 			t.Errorf("got %v, want AccessDenied", err)
 		}
 	})
+}
+
+// TestForwardedCallsUnderEnforcement: a call the proxy forwards itself
+// (CreateAccount, at once or replayed when its delay is over) keeps the
+// host its signature covers, so under IAM enforcement the management
+// user's creation succeeds, and a role without organizations:CreateAccount
+// is refused for want of the grant, not for a signature. (A delayed
+// creation is answered IN_PROGRESS by the proxy before moto judges it:
+// the refusal would come as the request's failure, not at once.)
+func TestForwardedCallsUnderEnforcement(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	o := emu.ResetT(t)
+	role := narrowRole(t, ctx, o, "reader", `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"organizations:ListAccounts","Resource":"*"}]}`)
+	if err := emu.LockIAM(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := emu.UnlockIAM(context.WithoutCancel(ctx)); err != nil {
+			t.Error(err)
+		}
+	}()
+	if _, err := o.NewAccount(ctx, "now"); err != nil {
+		t.Errorf("create an account at once: %v", err)
+	}
+	_, err := organizations.NewFromConfig(role).CreateAccount(ctx, &organizations.CreateAccountInput{AccountName: aws.String("refused"), Email: aws.String("refused@accounts.example.com")})
+	if !awsx.IsAccessDenied(err) {
+		t.Errorf("a role without the grant: %v, want AccessDenied", err)
+	}
+	emu.Proxy.Configure(Faults{CreateAccountDelay: 100 * time.Millisecond})
+	if _, err := o.NewAccount(ctx, "later"); err != nil {
+		t.Errorf("create an account after a delay: %v", err)
+	}
 }

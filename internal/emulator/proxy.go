@@ -514,13 +514,19 @@ var dynamoWrites = map[string]bool{
 // forward sends a request built from r (same method, path, headers) with
 // body to moto and returns moto's answer, read in full. The proxy uses it
 // for the calls whose answers it inspects or rewrites, and to replay a
-// CreateAccount when its delay is over.
-func (p *Proxy) forward(ctx context.Context, method, uri string, header http.Header, body []byte) (*response, error) {
+// CreateAccount when its delay is over. The request keeps the Host it was
+// sent to (the proxy's), which its signature covers: under IAM
+// enforcement moto checks the signature, and a request sent on with
+// moto's own host answered SignatureDoesNotMatch.
+func (p *Proxy) forward(ctx context.Context, method, host, uri string, header http.Header, body []byte) (*response, error) {
 	u := *p.target
 	u.Path, u.RawQuery = "", ""
 	req, err := http.NewRequestWithContext(ctx, method, u.String()+uri, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
+	}
+	if host != "" {
+		req.Host = host
 	}
 	for k, v := range header {
 		switch http.CanonicalHeaderKey(k) {
@@ -563,7 +569,7 @@ func (r *response) write(w http.ResponseWriter) {
 // forwardCall forwards the request as it came (with a possibly changed
 // body).
 func (p *Proxy) forwardCall(r *http.Request, body []byte) (*response, error) {
-	return p.forward(r.Context(), r.Method, r.URL.RequestURI(), r.Header, body)
+	return p.forward(r.Context(), r.Method, r.Host, r.URL.RequestURI(), r.Header, body)
 }
 
 func dropConnection(w http.ResponseWriter) {
