@@ -683,3 +683,86 @@ func TestForwardedCallsUnderEnforcement(t *testing.T) {
 		t.Errorf("create an account after a delay: %v", err)
 	}
 }
+
+// TestIndexQueriesAuthorizedOnTheIndex checks patch 6 for indexes: a
+// Query or Scan of a global secondary index is authorized on the index's
+// ARN, as in AWS, so a role granted the table alone is refused its
+// indexes and a role granted the indexes alone is refused the table.
+func TestIndexQueriesAuthorizedOnTheIndex(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	o := emu.ResetT(t)
+	cfg, err := o.Config(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dynamodb.NewFromConfig(cfg).CreateTable(ctx, &dynamodb.CreateTableInput{
+		TableName: aws.String("reg"),
+		AttributeDefinitions: []ddbtypes.AttributeDefinition{
+			{AttributeName: aws.String("pk"), AttributeType: ddbtypes.ScalarAttributeTypeS},
+			{AttributeName: aws.String("state"), AttributeType: ddbtypes.ScalarAttributeTypeS},
+		},
+		KeySchema: []ddbtypes.KeySchemaElement{{AttributeName: aws.String("pk"), KeyType: ddbtypes.KeyTypeHash}},
+		GlobalSecondaryIndexes: []ddbtypes.GlobalSecondaryIndex{{IndexName: aws.String("by-state"),
+			KeySchema:  []ddbtypes.KeySchemaElement{{AttributeName: aws.String("state"), KeyType: ddbtypes.KeyTypeHash}},
+			Projection: &ddbtypes.Projection{ProjectionType: ddbtypes.ProjectionTypeAll}}},
+		BillingMode: ddbtypes.BillingModePayPerRequest,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	table := fmt.Sprintf("arn:aws:dynamodb:%s:%s:table/reg", o.Region, o.ManagementAccountID)
+	tableOnly := narrowRole(t, ctx, o, "table-only", `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["dynamodb:Query","dynamodb:Scan"],"Resource":"`+table+`"}]}`)
+	indexOnly := narrowRole(t, ctx, o, "index-only", `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["dynamodb:Query","dynamodb:Scan"],"Resource":"`+table+`/index/*"}]}`)
+	if err := emu.EnforceIAM(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := emu.RelaxIAM(context.WithoutCancel(ctx)); err != nil {
+			t.Error(err)
+		}
+	}()
+	query := func(role aws.Config, index string) func() error {
+		return func() error {
+			in := &dynamodb.QueryInput{TableName: aws.String("reg"), KeyConditionExpression: aws.String("pk = :v"),
+				ExpressionAttributeValues: map[string]ddbtypes.AttributeValue{":v": &ddbtypes.AttributeValueMemberS{Value: "x"}}}
+			if index != "" {
+				in.IndexName, in.KeyConditionExpression = aws.String(index), aws.String("#s = :v")
+				in.ExpressionAttributeNames = map[string]string{"#s": "state"}
+			}
+			_, err := dynamodb.NewFromConfig(role).Query(ctx, in)
+			return err
+		}
+	}
+	scan := func(role aws.Config, index string) func() error {
+		return func() error {
+			in := &dynamodb.ScanInput{TableName: aws.String("reg")}
+			if index != "" {
+				in.IndexName = aws.String(index)
+			}
+			_, err := dynamodb.NewFromConfig(role).Scan(ctx, in)
+			return err
+		}
+	}
+	for _, c := range []struct {
+		name    string
+		call    func() error
+		allowed bool
+	}{
+		{"table grant: query the table", query(tableOnly, ""), true},
+		{"table grant: query an index", query(tableOnly, "by-state"), false},
+		{"table grant: scan an index", scan(tableOnly, "by-state"), false},
+		{"index grant: query an index", query(indexOnly, "by-state"), true},
+		{"index grant: scan an index", scan(indexOnly, "by-state"), true},
+		{"index grant: query the table", query(indexOnly, ""), false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			err := c.call()
+			switch {
+			case c.allowed && err != nil:
+				t.Errorf("refused: %v", err)
+			case !c.allowed && !awsx.IsAccessDenied(err):
+				t.Errorf("got %v, want AccessDenied", err)
+			}
+		})
+	}
+}

@@ -40,7 +40,9 @@
 #    whose policy names its own table is refused its own table, and a
 #    refusal of another tenant's table proves nothing. The patch names the
 #    real ARN (the table, secret or key of the request, in the account the
-#    request names or else the caller's).
+#    request names or else the caller's; for a Query or Scan of an index,
+#    the index's ARN, table/NAME/index/INDEX, which is what AWS authorizes
+#    it on: a grant on the table alone does not reach its indexes).
 # 7. moto answers every refusal in one XML shape, also to JSON services
 #    (DynamoDB, KMS, Secrets Manager, Organizations), whose SDKs cannot
 #    decode it (the Go SDK reports a deserialization error, not
@@ -402,9 +404,12 @@ def _install_real_resource_arns():
         name = _param(self, "TableName")
         if not name:
             return "*"
-        if name.startswith("arn:"):
-            return name
-        return "arn:%s:dynamodb:%s:%s:table/%s" % (_partition(self.region), self.region, self.current_account, name)
+        arn = name if name.startswith("arn:") else "arn:%s:dynamodb:%s:%s:table/%s" % (
+            _partition(self.region), self.region, self.current_account, name)
+        index = _param(self, "IndexName")
+        if index and self._get_action() in ("Query", "Scan"):
+            arn += "/index/" + index
+        return arn
 
     def kms_resource(self):
         key = _param(self, "KeyId")
