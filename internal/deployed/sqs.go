@@ -112,12 +112,12 @@ func (h *Harness) readEventSources(ctx context.Context, l *lambda.Client, admin 
 			if m.ScalingConfig != nil && m.ScalingConfig.MaximumConcurrency != nil {
 				es.pollers = min(es.pollers, int(*m.ScalingConfig.MaximumConcurrency))
 			}
-			if err := es.readQueue(ctx); err != nil {
-				return nil, err
-			}
 			role := h.cfg.Copy()
 			role.Credentials = credentials.NewStaticCredentialsProvider(fn.creds.AccessKeyID, fn.creds.SecretAccessKey, fn.creds.SessionToken)
 			es.sqs = sqs.NewFromConfig(role)
+			if err := es.readQueue(ctx); err != nil {
+				return nil, err
+			}
 			out = append(out, es)
 		}
 	}
@@ -125,6 +125,9 @@ func (h *Harness) readEventSources(ctx context.Context, l *lambda.Client, admin 
 }
 
 // readQueue reads the queue's URL, visibility timeout and redrive policy.
+// The attributes are read with the function's role, as Lambda reads them
+// (a role without sqs:GetQueueAttributes cannot have the mapping); the
+// URLs, which Lambda does not need, with the harness's own credentials.
 func (es *eventSource) readQueue(ctx context.Context) error {
 	parts := strings.Split(es.queueARN, ":")
 	name, owner := parts[len(parts)-1], parts[len(parts)-2]
@@ -133,10 +136,10 @@ func (es *eventSource) readQueue(ctx context.Context) error {
 		return fmt.Errorf("queue %s: %w", es.queueARN, err)
 	}
 	es.queueURL = aws.ToString(u.QueueUrl)
-	attrs, err := es.admin.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: u.QueueUrl,
+	attrs, err := es.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: u.QueueUrl,
 		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameVisibilityTimeout, sqstypes.QueueAttributeNameRedrivePolicy}})
 	if err != nil {
-		return fmt.Errorf("attributes of queue %s: %w", name, err)
+		return fmt.Errorf("attributes of queue %s, read with the role of %s: %w", name, es.fn.Config.Name, err)
 	}
 	vt, _ := strconv.Atoi(attrs.Attributes[string(sqstypes.QueueAttributeNameVisibilityTimeout)])
 	es.visibility = time.Duration(vt) * time.Second
