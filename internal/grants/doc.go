@@ -37,8 +37,8 @@ type Justification struct {
 	Line int
 }
 
-// Documented is one row of the grants table: a function's actions on
-// what, and why.
+// Documented is one row of the grants table: a function's (or, as
+// AnyFunction, every function's) actions on what, and why.
 type Documented struct {
 	Function string
 	Actions  []string
@@ -83,8 +83,8 @@ func ParseJustifications(doc []byte) ([]Justification, error) {
 }
 
 // ParseDocumented reads the table under "## Grants of the control-plane
-// functions": per row a function, its actions (comma-separated), on what
-// and why.
+// functions": per row a function (or "*" for every one), its actions
+// (comma-separated), on what and why.
 func ParseDocumented(doc []byte) ([]Documented, error) {
 	rows, err := readTable(doc, GrantsHeading, grantsHeader)
 	if err != nil {
@@ -93,8 +93,8 @@ func ParseDocumented(doc []byte) ([]Documented, error) {
 	var out []Documented
 	for _, r := range rows {
 		d := Documented{Function: r.cells[0], On: r.cells[2], Why: r.cells[3], Line: r.line}
-		if !functionRE.MatchString(d.Function) {
-			return nil, fmt.Errorf("line %d: function %q is not a function's name", r.line, d.Function)
+		if d.Function != AnyFunction && !functionRE.MatchString(d.Function) {
+			return nil, fmt.Errorf("line %d: function %q is neither a function's name nor %q", r.line, d.Function, AnyFunction)
 		}
 		for _, a := range strings.Split(r.cells[1], ",") {
 			a = strings.Trim(strings.TrimSpace(a), "`")

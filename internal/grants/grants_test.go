@@ -179,6 +179,13 @@ func TestLedgerAcrossStacks(t *testing.T) {
 	if diff := cmp.Diff(want, kinds(l.Findings(nil))); diff != "" {
 		t.Errorf("findings (-want +got):\n%s", diff)
 	}
+	var keys []string
+	for _, g := range l.Grants() {
+		keys = append(keys, g.Key())
+	}
+	if diff := cmp.Diff([]string{"api|P/0|sqs:GetQueueUrl|${Q.Arn}", "api|P/0|sqs:SendMessage|${Q.Arn}", "reconciler|R/0|sqs:ReceiveMessage|${Q.Arn}"}, keys); diff != "" {
+		t.Errorf("grants (-want +got):\n%s", diff)
+	}
 	if !l.Ran("first") || !l.Ran("second") || l.Ran("third") || !cmp.Equal(l.Journeys(), []string{"first", "second"}) {
 		t.Errorf("journeys %v", l.Journeys())
 	}
@@ -210,6 +217,7 @@ const doc = `# security
 |---|---|---|---|
 | ` + "`silo-api`" + ` | ` + "`dynamodb:GetItem`, `dynamodb:Query`" + ` | the registry | reads tenants |
 | silo-prober | events:PutEvents | the bus | health events |
+| * | logs:PutLogEvents | its own log group | Lambda writes its log |
 
 ## Grants no test exercises
 
@@ -232,8 +240,8 @@ func TestParse(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantJ := []Justification{
-		{Function: "silo-reconciler", Action: "dynamodb:PutItem", Why: "issue 18: the reconciler creates tenants' items", Line: 16},
-		{Function: "*", Action: "logs:PutLogEvents", Why: "Lambda writes each function's log with its role", Line: 17},
+		{Function: "silo-reconciler", Action: "dynamodb:PutItem", Why: "issue 18: the reconciler creates tenants' items", Line: 17},
+		{Function: "*", Action: "logs:PutLogEvents", Why: "Lambda writes each function's log with its role", Line: 18},
 	}
 	if diff := cmp.Diff(wantJ, js); diff != "" {
 		t.Errorf("justifications (-want +got):\n%s", diff)
@@ -245,6 +253,7 @@ func TestParse(t *testing.T) {
 	wantD := []Documented{
 		{Function: "silo-api", Actions: []string{"dynamodb:GetItem", "dynamodb:Query"}, On: "the registry", Why: "reads tenants", Line: 7},
 		{Function: "silo-prober", Actions: []string{"events:PutEvents"}, On: "the bus", Why: "health events", Line: 8},
+		{Function: "*", Actions: []string{"logs:PutLogEvents"}, On: "its own log group", Why: "Lambda writes its log", Line: 9},
 	}
 	if diff := cmp.Diff(wantD, ds); diff != "" {
 		t.Errorf("documented grants (-want +got):\n%s", diff)

@@ -1,6 +1,7 @@
 package grants
 
 import (
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -49,6 +50,17 @@ func (l *Ledger) Add(journey string, granted []Grant, calls map[string]map[Acces
 			}
 		}
 	}
+}
+
+// Grants returns every grant the runs' stacks held, as the first run to
+// hold each resolved it, sorted by function, statement, action and
+// resource as written.
+func (l *Ledger) Grants() []Grant {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := slices.Collect(maps.Values(l.grants))
+	slices.SortFunc(out, func(a, b Grant) int { return strings.Compare(a.Key(), b.Key()) })
+	return out
 }
 
 // Journeys lists the journeys added so far, in order.
