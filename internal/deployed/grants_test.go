@@ -14,7 +14,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/google/go-cmp/cmp"
 
+	"github.com/silo-saas/silo/cdk/controlplane"
 	"github.com/silo-saas/silo/internal/grants"
 	"github.com/silo-saas/silo/internal/sim"
 	"github.com/silo-saas/silo/registry"
@@ -100,10 +102,24 @@ func TestMissingGrantFailsTheCall(t *testing.T) {
 
 // TestMissingPutEventsGrant: without events:PutEvents the prober still
 // records a tenant's health, but the transition's event is refused and
-// never reaches the bus.
+// never reaches the bus. The grants check, held to the stack as created,
+// names both ways the prober's role is wrong: the call without its
+// grant, and a grant given beside it that nothing uses and no line of
+// docs/security.md justifies.
 func TestMissingPutEventsGrant(t *testing.T) {
 	clock := NewClock(noon, 1)
-	f := start(t, Options{Clock: clock, Edit: func(tpl *Template) error { return tpl.RemoveGrant("silo-prober", "events:PutEvents") }})
+	var queue string
+	f := start(t, Options{Clock: clock, Edit: func(tpl *Template) error {
+		for id, r := range tpl.Resources() {
+			if r["Type"] == "AWS::SQS::Queue" && strings.HasPrefix(id, "ReconcileQueue") {
+				queue = id
+			}
+		}
+		if err := tpl.AddGrant("silo-prober", "sqs:PurgeQueue", map[string]any{"Fn::GetAtt": []any{queue, "Arn"}}); err != nil {
+			return err
+		}
+		return tpl.RemoveGrant("silo-prober", "events:PutEvents")
+	}})
 	h := f.h
 	fleet, err := sim.Start(t.Context(), sim.Options{Endpoints: 1})
 	if err != nil {
@@ -137,6 +153,40 @@ func TestMissingPutEventsGrant(t *testing.T) {
 	}
 	if got := f.messages(t, tap); len(got) > 0 {
 		t.Errorf("the bus carried %q without the grant", got)
+	}
+
+	doc, err := os.ReadFile("../../docs/security.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	justified, err := grants.ParseJustifications(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var granted []grants.Grant
+	calls := map[string]map[grants.Access]int64{}
+	for _, fn := range h.Functions() {
+		g, err := h.Grants(fn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		granted = append(granted, g...)
+		calls[fn] = h.Accesses(fn)
+	}
+	var got []string
+	for _, finding := range grants.Compare(granted, calls, justified) {
+		switch {
+		case finding.Function != "silo-prober":
+		case finding.Kind == grants.Ungranted:
+			got = append(got, "without a grant: "+finding.Access.String())
+		case finding.Kind == grants.Unexercised:
+			got = append(got, "unexercised: "+finding.Grant.Action+" on "+finding.Grant.Written)
+		}
+	}
+	bus := "arn:aws:events:" + f.org.Region + ":" + f.org.ManagementAccountID + ":event-bus/" + controlplane.EventBusName
+	want := []string{"without a grant: events:PutEvents on " + bus, "unexercised: sqs:PurgeQueue on ${" + queue + ".Arn}"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("the grants check on the prober (-want +got):\n%s", diff)
 	}
 }
 
