@@ -172,6 +172,6 @@ func (f Finding) String() string {
 // Ledger.Findings.
 func Compare(granted []Grant, calls map[string]map[Access]int64, justified []Justification) []Finding {
 	var l Ledger
-	l.Add("", granted, calls)
+	l.Add("", true, granted, calls)
 	return l.Findings(justified)
 }

@@ -158,6 +158,7 @@ func TestCompare(t *testing.T) {
 // TestLedgerAcrossStacks: two runs in stacks whose generated names
 // differ use the same template's grants; the ledger tells them apart by
 // how the template writes them, so a grant used in either run is used.
+// The second run failed: its calls count, and Failed says so.
 func TestLedgerAcrossStacks(t *testing.T) {
 	run := func(queue string) []Grant {
 		return []Grant{
@@ -167,10 +168,10 @@ func TestLedgerAcrossStacks(t *testing.T) {
 		}
 	}
 	var l Ledger
-	l.Add("first", run("arn:aws:sqs:r:1:stack-Q-AAAA"), map[string]map[Access]int64{
+	l.Add("first", true, run("arn:aws:sqs:r:1:stack-Q-AAAA"), map[string]map[Access]int64{
 		"api": {{"sqs:SendMessage", "arn:aws:sqs:r:1:stack-Q-AAAA"}: 1},
 	})
-	l.Add("second", run("arn:aws:sqs:r:1:stack-Q-BBBB"), map[string]map[Access]int64{
+	l.Add("second", false, run("arn:aws:sqs:r:1:stack-Q-BBBB"), map[string]map[Access]int64{
 		"reconciler": {{"sqs:ReceiveMessage", "arn:aws:sqs:r:1:stack-Q-BBBB"}: 4},
 		// The first stack's queue is not this run's: no grant here.
 		"api": {{"sqs:SendMessage", "arn:aws:sqs:r:1:stack-Q-AAAA"}: 2},
@@ -186,8 +187,8 @@ func TestLedgerAcrossStacks(t *testing.T) {
 	if diff := cmp.Diff([]string{"api|P/0|sqs:GetQueueUrl|${Q.Arn}", "api|P/0|sqs:SendMessage|${Q.Arn}", "reconciler|R/0|sqs:ReceiveMessage|${Q.Arn}"}, keys); diff != "" {
 		t.Errorf("grants (-want +got):\n%s", diff)
 	}
-	if !l.Ran("first") || !l.Ran("second") || l.Ran("third") || !cmp.Equal(l.Journeys(), []string{"first", "second"}) {
-		t.Errorf("journeys %v", l.Journeys())
+	if !l.Ran("first") || !l.Ran("second") || l.Ran("third") || !cmp.Equal(l.Journeys(), []string{"first", "second"}) || !cmp.Equal(l.Failed(), []string{"second"}) {
+		t.Errorf("journeys %v, failed %v", l.Journeys(), l.Failed())
 	}
 }
 

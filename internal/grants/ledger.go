@@ -14,20 +14,27 @@ import (
 type Ledger struct {
 	mu        sync.Mutex
 	journeys  []string
+	failed    []string
 	grants    map[string]Grant // by Key, the first run's
 	used      map[string]bool  // by Key
 	ungranted map[string]map[Access]int64
 }
 
-// Add records one run: the grants of its stack (as synthesized, for the
-// comparison to mean the template) and its calls by function.
-func (l *Ledger) Add(journey string, granted []Grant, calls map[string]map[Access]int64) {
+// Add records one run: whether the journey passed, the grants of its
+// stack (as synthesized, for the comparison to mean the template) and its
+// calls by function. A failed journey's calls count all the same (a call
+// it made without a grant is one), but it may have stopped before making
+// others: Failed tells.
+func (l *Ledger) Add(journey string, passed bool, granted []Grant, calls map[string]map[Access]int64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.grants == nil {
 		l.grants, l.used, l.ungranted = map[string]Grant{}, map[string]bool{}, map[string]map[Access]int64{}
 	}
 	l.journeys = append(l.journeys, journey)
+	if !passed {
+		l.failed = append(l.failed, journey)
+	}
 	for _, g := range granted {
 		if _, ok := l.grants[g.Key()]; !ok {
 			l.grants[g.Key()] = g
@@ -70,7 +77,14 @@ func (l *Ledger) Journeys() []string {
 	return slices.Clone(l.journeys)
 }
 
-// Ran reports whether journey was added.
+// Failed lists the journeys added that did not pass, in order.
+func (l *Ledger) Failed() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.failed)
+}
+
+// Ran reports whether journey was added, passed or not.
 func (l *Ledger) Ran(journey string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
