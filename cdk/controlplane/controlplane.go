@@ -229,21 +229,20 @@ func NewStack(scope constructs.Construct, id string, p Props) awscdk.Stack {
 
 	fns := map[string]awslambda.Function{}
 	for _, name := range Functions {
-		logs := awslogs.NewLogGroup(stack, jsii.String("Logs-"+name), &awslogs.LogGroupProps{
-			LogGroupName:  jsii.String("/aws/lambda/silo-" + name),
-			Retention:     awslogs.RetentionDays_THREE_MONTHS,
-			RemovalPolicy: awscdk.RemovalPolicy_DESTROY,
-		})
 		fns[name] = awslambda.NewFunction(stack, jsii.String("Fn-"+name), &awslambda.FunctionProps{
 			FunctionName: jsii.String("silo-" + name),
+			Role:         executionRole(stack, name),
 			Runtime:      awslambda.Runtime_PROVIDED_AL2023(),
 			Architecture: arch,
 			Handler:      jsii.String("bootstrap"),
 			Code:         awslambda.Code_FromAsset(jsii.String(filepath.Join(p.CodeDir, name+".zip")), nil),
 			MemorySize:   jsii.Number(512),
 			Timeout:      awscdk.Duration_Minutes(jsii.Number(timeout(name))),
-			Role:         executionRole(stack, name, logs),
-			LogGroup:     logs,
+			LogGroup: awslogs.NewLogGroup(stack, jsii.String("Logs-"+name), &awslogs.LogGroupProps{
+				LogGroupName:  jsii.String("/aws/lambda/silo-" + name),
+				Retention:     awslogs.RetentionDays_THREE_MONTHS,
+				RemovalPolicy: awscdk.RemovalPolicy_DESTROY,
+			}),
 			Environment: &map[string]*string{
 				"SILO_REGISTRY_TABLE":  table.TableName(),
 				"SILO_EVENT_BUS":       bus.EventBusName(),
@@ -262,16 +261,16 @@ func NewStack(scope constructs.Construct, id string, p Props) awscdk.Stack {
 	fns["api"].AddEnvironment(jsii.String("SILO_STATUS_SECRET_ARN"), statusSecret.SecretArn(), nil)
 	fns["api"].AddEnvironment(jsii.String("SILO_OPERATOR_ISSUER"), operatorIssuer, nil)
 	fns["api"].AddEnvironment(jsii.String("SILO_OPERATOR_PUBLIC_KEY"), operatorKey, nil)
-	// The isolation audit (lambdas/reconciler) reads the organization
+	// The isolation audit (lambdas/reconciler): it reads the organization
 	// (OUs, SCPs), finds each tenant's stack instance, and acts in tenant
 	// accounts through the member role only; AWS enforces what that role
 	// and the tenants' own policies allow.
 	fns["reconciler"].AddEnvironment(jsii.String("SILO_ALLOWED_REGIONS"), allowedRegions, nil)
-	// The console trusts the same operator tokens as the API.
+	// The console reads; it trusts the same operator tokens as the API, and
+	// asks Cost Explorer and Organizations for costs and OU paths.
 	fns["console"].AddEnvironment(jsii.String("SILO_OPERATOR_ISSUER"), operatorIssuer, nil)
 	fns["console"].AddEnvironment(jsii.String("SILO_OPERATOR_PUBLIC_KEY"), operatorKey, nil)
 	fns["console"].AddEnvironment(jsii.String("SILO_CONSOLE_PREFIX"), jsii.String("/console"), nil)
-
 	grant(fns, resources{table: table, bus: bus, queue: queue, statusSecret: statusSecret})
 	awsapigateway.NewLambdaRestApi(stack, jsii.String("Console"), &awsapigateway.LambdaRestApiProps{
 		Handler:        fns["console"],
@@ -400,15 +399,18 @@ func grant(fns map[string]awslambda.Function, r resources) {
 // default, allows creating any log group and writing to every one.
 // Each function's grants are added to it as statements of its default
 // policy (docs/security.md lists them).
-func executionRole(stack awscdk.Stack, name string, logs awslogs.LogGroup) awsiam.Role {
+func executionRole(stack awscdk.Stack, name string) awsiam.Role {
 	role := awsiam.NewRole(stack, jsii.String("Role-"+name), &awsiam.RoleProps{
 		AssumedBy:   awsiam.NewServicePrincipal(jsii.String("lambda.amazonaws.com"), nil),
 		Description: jsii.String("execution role of silo-" + name),
 	})
+	// The log group NewStack gives the function (its LogGroupName), by
+	// ARN: the function's own log streams and no other group's.
 	role.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-		Sid:       jsii.String("WriteOwnLog"),
-		Actions:   jsii.Strings("logs:CreateLogStream", "logs:PutLogEvents"),
-		Resources: &[]*string{logs.LogGroupArn()},
+		Sid:     jsii.String("WriteOwnLog"),
+		Actions: jsii.Strings("logs:CreateLogStream", "logs:PutLogEvents"),
+		Resources: jsii.Strings(*awscdk.Fn_Sub(jsii.String(
+			"arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:/aws/lambda/silo-"+name+":*"), nil)),
 	}))
 	return role
 }

@@ -522,12 +522,13 @@ func TestExecutionRolesGrantExactly(t *testing.T) {
 	// What each statement's resources refer to, by the logical id prefix
 	// of the resource they name (a Sub names none).
 	on := map[string]string{
-		"WriteOwnLog": "Logs", "ReadRegistry": "Registry", "QueryRegistryIndexes": "Registry", "WriteRegistry": "Registry",
+		"ReadRegistry": "Registry", "QueryRegistryIndexes": "Registry", "WriteRegistry": "Registry",
 		"RecordHealth": "Registry", "KickReconciler": "ReconcileQueue", "ConsumeReconcileQueue": "ReconcileQueue",
 		"ReadStatusTokenKey": "StatusTokenKey", "PutHealthEvents": "Events", "PutTenantEvents": "Events",
 	}
 
-	roles := map[string]string{} // role logical id → function name
+	roles := map[string]string{}     // role logical id → function name
+	logGroups := map[string]string{} // function name → its log group's name
 	for _, f := range ofType(rs, "AWS::Lambda::Function") {
 		var role struct {
 			GetAtt []string `json:"Fn::GetAtt"`
@@ -541,6 +542,9 @@ func TestExecutionRolesGrantExactly(t *testing.T) {
 			t.Errorf("functions %s and %s share role %s", other, name, role.GetAtt[0])
 		}
 		roles[role.GetAtt[0]] = name
+		var logging struct{ LogGroup struct{ Ref string } }
+		_ = json.Unmarshal([]byte(js(f.Properties["LoggingConfig"])), &logging)
+		logGroups[name], _ = rs[logging.LogGroup.Ref].Properties["LogGroupName"].(string)
 		r := rs[role.GetAtt[0]]
 		if r.Type != "AWS::IAM::Role" || r.Properties["ManagedPolicyArns"] != nil || r.Properties["Policies"] != nil {
 			t.Errorf("function %s's role: %s, want one with no managed or inline policies", name, js(r))
@@ -596,6 +600,9 @@ func TestExecutionRolesGrantExactly(t *testing.T) {
 					t.Errorf("%s %s on *", fn, st.Sid)
 				case on[st.Sid] != "" && !strings.Contains(res, `"`+on[st.Sid]):
 					t.Errorf("%s %s on %s, want the %s", fn, st.Sid, res, on[st.Sid])
+				}
+				if st.Sid == "WriteOwnLog" && (res != js(map[string]any{"Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:" + logGroups[fn] + ":*"}) || logGroups[fn] == "") {
+					t.Errorf("%s %s on %s, want its own log group %q", fn, st.Sid, res, logGroups[fn])
 				}
 				if st.Sid == "QueryRegistryIndexes" && !strings.Contains(res, "/index/*") {
 					t.Errorf("%s %s on %s, want the table's indexes", fn, st.Sid, res)
