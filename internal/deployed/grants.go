@@ -94,6 +94,10 @@ func (t *Template) Grants(name string, refs Refs) ([]grants.Grant, error) {
 		if (r["Type"] != "AWS::IAM::Policy" && r["Type"] != "AWS::IAM::ManagedPolicy") || !refersTo(p["Roles"], roleID) {
 			continue
 		}
+		// A managed policy may name the role and be named by it: once.
+		if slices.ContainsFunc(policies, func(q policy) bool { return q.where == id }) {
+			continue
+		}
 		policies = append(policies, policy{where: id, doc: p["PolicyDocument"]})
 	}
 	var out []grants.Grant

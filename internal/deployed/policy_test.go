@@ -13,11 +13,14 @@ import (
 
 // policyTemplate has a function whose role holds a policy of the shapes
 // CDK writes (GetAtt, Join, Sub, a Ref to a secret, a list and a single
-// resource) and an inline policy of its own.
+// resource), an inline policy of its own, and a managed policy of the
+// template attached both ways (it names the role, the role names it).
 const policyTemplate = `{"Resources": {
  "Fn": {"Type": "AWS::Lambda::Function", "Properties": {"FunctionName": "fn", "Role": {"Fn::GetAtt": ["Role", "Arn"]}}},
- "Role": {"Type": "AWS::IAM::Role", "Properties": {"Policies": [{"PolicyName": "logs", "PolicyDocument": {"Statement": [
+ "Role": {"Type": "AWS::IAM::Role", "Properties": {"ManagedPolicyArns": [{"Ref": "Managed"}], "Policies": [{"PolicyName": "logs", "PolicyDocument": {"Statement": [
    {"Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"], "Resource": {"Fn::GetAtt": ["Logs", "Arn"]}}]}}]}},
+ "Managed": {"Type": "AWS::IAM::ManagedPolicy", "Properties": {"Roles": [{"Ref": "Role"}], "PolicyDocument": {"Statement":
+   {"Effect": "Allow", "Action": "kms:Decrypt", "Resource": "*"}}}},
  "Policy": {"Type": "AWS::IAM::Policy", "Properties": {"Roles": [{"Ref": "Role"}], "PolicyDocument": {"Statement": [
    {"Effect": "Allow", "Action": "dynamodb:Query", "Resource": [{"Fn::GetAtt": ["Table", "Arn"]}, {"Fn::Join": ["", [{"Fn::GetAtt": ["Table", "Arn"]}, "/index/*"]]}]},
    {"Sid": "Member", "Effect": "Allow", "Action": "sts:AssumeRole", "Resource": {"Fn::Sub": "arn:${AWS::Partition}:iam::*:role/Member"}},
@@ -64,6 +67,7 @@ func TestTemplateGrants(t *testing.T) {
 	want := []grants.Grant{
 		g("logs:CreateLogStream", logs, "${Logs.Arn}", "Role/logs/0"),
 		g("logs:PutLogEvents", logs, "${Logs.Arn}", "Role/logs/0"),
+		g("kms:Decrypt", "*", "*", "Managed/0"),
 		g("dynamodb:Query", table, "${Table.Arn}", "Policy/0"),
 		g("dynamodb:Query", table+"/index/*", "${Table.Arn}/index/*", "Policy/0"),
 		g("sts:AssumeRole", "arn:aws:iam::*:role/Member", "arn:${AWS::Partition}:iam::*:role/Member", "Policy/Member"),
