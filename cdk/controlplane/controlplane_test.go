@@ -474,3 +474,152 @@ func TestArchitecture(t *testing.T) {
 		}
 	}
 }
+
+// TestExecutionRolesGrantExactly: each function's role is its own, with
+// no managed policy (AWSLambdaBasicExecutionRole would allow every log
+// group), and holds exactly the statements grant writes: the actions its
+// code calls (TestGrantsMatchCalls in internal/deployed holds them to the
+// calls), no wildcard action, and "*" only where the service takes no
+// narrower resource. The reconcile queue's mapping is not CDK's
+// SqsEventSource, which would add its own consume grants.
+func TestExecutionRolesGrantExactly(t *testing.T) {
+	rs := load(t)
+	want := map[string]map[string][]string{
+		"silo-api": {
+			"WriteOwnLog":          {"logs:CreateLogStream", "logs:PutLogEvents"},
+			"ReadRegistry":         {"dynamodb:GetItem", "dynamodb:Query"},
+			"QueryRegistryIndexes": {"dynamodb:Query"},
+			"WriteRegistry":        {"dynamodb:PutItem"},
+			"KickReconciler":       {"sqs:SendMessage"},
+			"ReadStatusTokenKey":   {"secretsmanager:GetSecretValue"},
+		},
+		"silo-console": {
+			"WriteOwnLog":          {"logs:CreateLogStream", "logs:PutLogEvents"},
+			"ReadRegistry":         {"dynamodb:GetItem", "dynamodb:Query"},
+			"QueryRegistryIndexes": {"dynamodb:Query"},
+			"ReadCostsAndOUs":      {"ce:GetCostAndUsage", "organizations:ListParents", "organizations:DescribeOrganizationalUnit"},
+		},
+		"silo-prober": {
+			"WriteOwnLog":          {"logs:CreateLogStream", "logs:PutLogEvents"},
+			"QueryRegistryIndexes": {"dynamodb:Query"},
+			"RecordHealth":         {"dynamodb:PutItem", "dynamodb:BatchWriteItem"},
+			"PutHealthEvents":      {"events:PutEvents"},
+		},
+		"silo-reconciler": {
+			"WriteOwnLog":              {"logs:CreateLogStream", "logs:PutLogEvents"},
+			"ReadRegistry":             {"dynamodb:GetItem", "dynamodb:Query"},
+			"QueryRegistryIndexes":     {"dynamodb:Query"},
+			"WriteRegistry":            {"dynamodb:PutItem"},
+			"PutTenantEvents":          {"events:PutEvents"},
+			"ConsumeReconcileQueue":    {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"},
+			"AssumeMemberRole":         {"sts:AssumeRole"},
+			"ReadOrganization":         AuditOrganizationActions,
+			"ListTenantStackInstances": {"cloudformation:ListStackInstances"},
+		},
+	}
+	// Where a statement's resource is "*": the services take no narrower.
+	anywhere := map[string]bool{"ReadCostsAndOUs": true, "ReadOrganization": true}
+	// What each statement's resources refer to, by the logical id prefix
+	// of the resource they name (a Sub names none).
+	on := map[string]string{
+		"ReadRegistry": "Registry", "QueryRegistryIndexes": "Registry", "WriteRegistry": "Registry",
+		"RecordHealth": "Registry", "KickReconciler": "ReconcileQueue", "ConsumeReconcileQueue": "ReconcileQueue",
+		"ReadStatusTokenKey": "StatusTokenKey", "PutHealthEvents": "Events", "PutTenantEvents": "Events",
+	}
+
+	roles := map[string]string{}     // role logical id → function name
+	logGroups := map[string]string{} // function name → its log group's name
+	for _, f := range ofType(rs, "AWS::Lambda::Function") {
+		var role struct {
+			GetAtt []string `json:"Fn::GetAtt"`
+		}
+		_ = json.Unmarshal([]byte(js(f.Properties["Role"])), &role)
+		name, _ := f.Properties["FunctionName"].(string)
+		if len(role.GetAtt) != 2 {
+			t.Fatalf("function %s: role %s", name, js(f.Properties["Role"]))
+		}
+		if other, ok := roles[role.GetAtt[0]]; ok {
+			t.Errorf("functions %s and %s share role %s", other, name, role.GetAtt[0])
+		}
+		roles[role.GetAtt[0]] = name
+		var logging struct{ LogGroup struct{ Ref string } }
+		_ = json.Unmarshal([]byte(js(f.Properties["LoggingConfig"])), &logging)
+		logGroups[name], _ = rs[logging.LogGroup.Ref].Properties["LogGroupName"].(string)
+		r := rs[role.GetAtt[0]]
+		if r.Type != "AWS::IAM::Role" || r.Properties["ManagedPolicyArns"] != nil || r.Properties["Policies"] != nil {
+			t.Errorf("function %s's role: %s, want one with no managed or inline policies", name, js(r))
+		}
+	}
+	got := map[string]map[string][]string{}
+	for _, pol := range ofType(rs, "AWS::IAM::Policy") {
+		var attached []struct{ Ref string }
+		_ = json.Unmarshal([]byte(js(pol.Properties["Roles"])), &attached)
+		var doc struct {
+			Statement []struct {
+				Sid, Effect string
+				Action      any
+				Resource    any
+				Condition   any
+			}
+		}
+		_ = json.Unmarshal([]byte(js(pol.Properties["PolicyDocument"])), &doc)
+		for _, r := range attached {
+			fn, ok := roles[r.Ref]
+			if !ok {
+				continue
+			}
+			if got[fn] == nil {
+				got[fn] = map[string][]string{}
+			}
+			for _, st := range doc.Statement {
+				var actions []string
+				if a, ok := st.Action.(string); ok {
+					actions = []string{a}
+				} else {
+					_ = json.Unmarshal([]byte(js(st.Action)), &actions)
+				}
+				if _, dup := got[fn][st.Sid]; dup || st.Sid == "" {
+					t.Errorf("%s: statement %q (a Sid each, once)", fn, st.Sid)
+				}
+				got[fn][st.Sid] = actions
+				for _, a := range actions {
+					if strings.ContainsAny(a, "*?") {
+						t.Errorf("%s %s: wildcard action %s", fn, st.Sid, a)
+					}
+				}
+				if st.Effect != "Allow" || st.Condition != nil {
+					t.Errorf("%s %s: %s", fn, st.Sid, js(st))
+				}
+				res := js(st.Resource)
+				switch {
+				case anywhere[st.Sid]:
+					if res != `"*"` {
+						t.Errorf("%s %s on %s, want *", fn, st.Sid, res)
+					}
+				case res == `"*"` || strings.Contains(res, `"*"`):
+					t.Errorf("%s %s on *", fn, st.Sid)
+				case on[st.Sid] != "" && !strings.Contains(res, `"`+on[st.Sid]):
+					t.Errorf("%s %s on %s, want the %s", fn, st.Sid, res, on[st.Sid])
+				}
+				if st.Sid == "WriteOwnLog" && (res != js(map[string]any{"Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:" + logGroups[fn] + ":*"}) || logGroups[fn] == "") {
+					t.Errorf("%s %s on %s, want its own log group %q", fn, st.Sid, res, logGroups[fn])
+				}
+				if st.Sid == "QueryRegistryIndexes" && !strings.Contains(res, "/index/*") {
+					t.Errorf("%s %s on %s, want the table's indexes", fn, st.Sid, res)
+				}
+				if st.Sid == "ReadRegistry" && strings.Contains(res, "/index/") {
+					t.Errorf("%s %s on %s, want the table only", fn, st.Sid, res)
+				}
+			}
+		}
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("statements by function and Sid (-want +got):\n%s", diff)
+	}
+	for _, m := range ofType(rs, "AWS::Lambda::EventSourceMapping") {
+		if js(m.Properties["FunctionResponseTypes"]) != `["ReportBatchItemFailures"]` || m.Properties["BatchSize"] != float64(10) ||
+			!strings.Contains(js(m.Properties["EventSourceArn"]), "ReconcileQueue") {
+			t.Errorf("event source mapping %s", js(m.Properties))
+		}
+	}
+}

@@ -14,7 +14,7 @@
 // through the proxy the functions talk to): each role's policy, and
 // nothing else, decides what a function may do, so a missing grant fails
 // the call that needs it. What the emulator does not do as AWS does is
-// corrected in internal/emulator (patches 11-13 for this stack).
+// corrected in internal/emulator (patches 11-17 for this stack).
 //
 // Functions are built for this machine (linux, its GOARCH), with the flags
 // `make build` uses for AWS; builds, zips and the synthesized stack are
@@ -142,6 +142,11 @@ type Harness struct {
 	rules                     []*rule
 	workDir                   string
 	locked                    bool
+	// template is the stack's template as created (after Options.Edit),
+	// synthesized as `cdk synth` made it; refs resolves their references
+	// against the created stack.
+	template, synthesized *Template
+	refs                  Refs
 
 	mu          sync.Mutex
 	stats       Stats
@@ -269,7 +274,7 @@ func (h *Harness) start(ctx context.Context, o Options) error {
 		return err
 	}
 	cfn := cloudformation.NewFromConfig(h.cfg)
-	functions, err := h.readStack(ctx, cfn, asm, o.Edit)
+	functions, err := h.readStack(ctx, cfn, asm, o.Edit, params)
 	if err != nil {
 		return err
 	}
@@ -281,7 +286,7 @@ func (h *Harness) start(ctx context.Context, o Options) error {
 	l := lambda.NewFromConfig(h.cfg)
 	st := sts.NewFromConfig(h.cfg)
 	for _, name := range functions {
-		if err := h.prepare(ctx, l, st, art, name, or(o.MaxEnvironments, 10)); err != nil {
+		if err := h.prepare(ctx, l, st, art, packages, name, or(o.MaxEnvironments, 10)); err != nil {
 			return err
 		}
 	}
@@ -319,7 +324,7 @@ func (h *Harness) start(ctx context.Context, o Options) error {
 // readStack reads the stack's outputs, checks that every resource of the
 // template was made (but those of Unmodelled types), and returns the
 // names of its functions.
-func (h *Harness) readStack(ctx context.Context, cfn *cloudformation.Client, asm *assembly, edit func(*Template) error) ([]string, error) {
+func (h *Harness) readStack(ctx context.Context, cfn *cloudformation.Client, asm *assembly, edit func(*Template) error, params map[string]string) ([]string, error) {
 	out, err := cfn.DescribeStacks(ctx, &cloudformation.DescribeStacksInput{StackName: aws.String(h.StackID)})
 	if err != nil {
 		return nil, fmt.Errorf("describe stack %s: %w", h.StackName, err)
@@ -339,11 +344,16 @@ func (h *Harness) readStack(ctx context.Context, cfn *cloudformation.Client, asm
 	if err != nil {
 		return nil, err
 	}
+	if h.synthesized, err = parseTemplate(raw); err != nil {
+		return nil, err
+	}
 	if edit != nil {
 		if err := edit(tpl); err != nil {
 			return nil, err
 		}
 	}
+	h.template = tpl
+	h.refs = &stackRefs{partition: partitionOf(h.region), region: h.region, account: h.account, parameters: params, resources: made}
 	h.Skipped = map[string]string{}
 	var missing []string
 	for id, r := range tpl.Resources() {
@@ -373,15 +383,15 @@ func (h *Harness) readStack(ctx context.Context, cfn *cloudformation.Client, asm
 
 // prepare reads a function's configuration from the Lambda API, finds
 // the zip it was deployed with (by CodeSha256), and assumes its role.
-func (h *Harness) prepare(ctx context.Context, l *lambda.Client, st *sts.Client, art *artifacts, name string, max int) error {
+func (h *Harness) prepare(ctx context.Context, l *lambda.Client, st *sts.Client, art *artifacts, packages map[string]string, name string, max int) error {
 	c, err := readConfig(ctx, l, name)
 	if err != nil {
 		return err
 	}
-	var zip string
+	var zip, pkg string
 	for fn, sum := range art.sums {
 		if sum == c.CodeSha256 {
-			zip = art.zips[fn]
+			zip, pkg = art.zips[fn], packages[fn]
 		}
 	}
 	if zip == "" {
@@ -402,6 +412,7 @@ func (h *Harness) prepare(ctx context.Context, l *lambda.Client, st *sts.Client,
 	if err != nil {
 		return err
 	}
+	f.Package = pkg
 	f.asyncRetries = 2 // Lambda's default
 	if cfg, err := l.GetFunctionEventInvokeConfig(ctx, &lambda.GetFunctionEventInvokeConfigInput{FunctionName: aws.String(name)}); err == nil && cfg.MaximumRetryAttempts != nil {
 		f.asyncRetries = int(*cfg.MaximumRetryAttempts)
@@ -580,6 +591,17 @@ func (h *Harness) Close() {
 			_ = os.RemoveAll(h.workDir)
 		}
 	})
+}
+
+// partitionOf is the partition of a region's ARNs.
+func partitionOf(region string) string {
+	switch {
+	case strings.HasPrefix(region, "cn-"):
+		return "aws-cn"
+	case strings.HasPrefix(region, "us-gov-"):
+		return "aws-us-gov"
+	}
+	return "aws"
 }
 
 func or(n, def int) int {

@@ -20,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
+	"github.com/aws/aws-sdk-go-v2/service/organizations"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/google/go-cmp/cmp"
@@ -28,6 +29,7 @@ import (
 	"github.com/silo-saas/silo/internal/api"
 	"github.com/silo-saas/silo/internal/awsx"
 	"github.com/silo-saas/silo/internal/emulator"
+	"github.com/silo-saas/silo/internal/guardrails"
 	"github.com/silo-saas/silo/internal/issuer"
 	"github.com/silo-saas/silo/internal/probe"
 	"github.com/silo-saas/silo/internal/sim"
@@ -77,6 +79,7 @@ func start(t *testing.T, o Options) *fixture {
 		if t.Failed() {
 			printLogs(t, h)
 		}
+		record(t, h)
 		h.Close()
 	})
 	t.Logf("harness started in %s (build %s, synth %s, deploy %s, functions %s)", h.Timings.Total.Round(time.Millisecond),
@@ -178,6 +181,34 @@ func (f *fixture) messages(t *testing.T, url string) []string {
 	return bodies
 }
 
+// memberAccount creates a member account in the organization, in the
+// Tenants/Production OU, as vending leaves a tenant's account.
+func (f *fixture) memberAccount(t *testing.T, name string) string {
+	t.Helper()
+	id, err := f.org.NewAccount(t.Context(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := organizations.NewFromConfig(f.cfg).MoveAccount(t.Context(), &organizations.MoveAccountInput{AccountId: aws.String(id),
+		SourceParentId: aws.String(f.org.RootID), DestinationParentId: aws.String(f.org.OUs[emulator.OUProduction])}); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// applyGuardrails attaches silo's guardrail SCPs for the stack's allowed
+// regions, as `silo guardrails apply` does after the stack is deployed.
+func (f *fixture) applyGuardrails(t *testing.T) {
+	t.Helper()
+	policies, err := guardrails.Policies(guardrails.Options{AllowedRegions: awsx.Regions()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := guardrails.New(organizations.NewFromConfig(f.cfg), slog.New(slog.NewTextHandler(io.Discard, nil))).Apply(t.Context(), policies, f.org.OUs); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // signup signs a tenant up through the API's front door.
 func signup(t *testing.T, apiURL, name string) api.SignupResponse {
 	t.Helper()
@@ -210,7 +241,10 @@ func signup(t *testing.T, apiURL, name string) api.SignupResponse {
 // reconciler is invoked with that batch (and, since it does not reconcile
 // yet, fails it until SQS moves the message to the dead-letter queue); the
 // prober sweeps on its schedule and records what it finds; the daily audit
-// runs on its rule; the console logs in and renders every page.
+// runs on its rule over an active tenant whose account is a member in
+// its OU, with the guardrails applied; the console logs in and renders
+// every page. It is one of the journeys TestGrantsMatchCalls holds the
+// stack's grants to.
 func TestDeployedJourney(t *testing.T) {
 	clock := NewClock(time.Date(2026, 1, 5, 12, 0, 0, 0, time.UTC), 1) // a quiet noon, far from the audit's 03:17
 	f := start(t, Options{Clock: clock})
@@ -290,10 +324,11 @@ func TestDeployedJourney(t *testing.T) {
 	}
 	t.Cleanup(fleet.Close)
 	active := fleet.IDs()[0]
+	account := f.memberAccount(t, "probed")
 	t.Run("the prober sweeps on its schedule", func(t *testing.T) {
 		if err := reg.ImportTenants(t.Context(), []*registry.Tenant{{
 			Spec:  registry.Spec{ID: active, Name: "Probed", Email: "ops@probed.example", Tier: registry.TierBasic, Region: f.org.Region},
-			State: registry.StateActive, AccountID: "210987654321", Endpoint: fleet.Endpoint(active),
+			State: registry.StateActive, AccountID: account, Endpoint: fleet.Endpoint(active),
 		}}); err != nil {
 			t.Fatal(err)
 		}
@@ -341,6 +376,7 @@ func TestDeployedJourney(t *testing.T) {
 	})
 
 	t.Run("the daily audit runs on its rule", func(t *testing.T) {
+		f.applyGuardrails(t)
 		clock.Set(time.Date(2026, 1, 6, 3, 17, 0, 0, time.UTC))
 		isAudit := func(inv Invocation) bool { return string(inv.Payload) == `{"task":"audit-isolation"}` }
 		wait(t, func() string { return "the audit's invocation" }, func() bool {
@@ -355,8 +391,8 @@ func TestDeployedJourney(t *testing.T) {
 		if inv.Result.Failed() || json.Unmarshal(inv.Result.Payload, &tally) != nil {
 			t.Fatalf("the audit answered %+v %s", inv.Result, inv.Result.Payload)
 		}
-		// The one ACTIVE tenant is a stand-in with no account in the
-		// organization: it cannot pass.
+		// The one ACTIVE tenant has an account in its OU under the
+		// guardrails, but no stack instance: it cannot pass.
 		if tally.Task != "audit-isolation" || tally.Tenants != 1 || tally.Passed != 0 || !cmp.Equal(tally.Failing, []string{active}) {
 			t.Errorf("tally %+v, want one tenant audited, %s failing", tally, active)
 		}
@@ -402,7 +438,7 @@ func TestDeployedJourney(t *testing.T) {
 		}
 		cookie := cookies[0].Name + "=" + cookies[0].Value
 		for _, p := range []struct{ path, want string }{
-			{"/", "Fleet"}, {"/tenants", tenant.TenantID}, {"/tenants/" + active, active}, {"/previews", "Previews"},
+			{"/", "Fleet"}, {"/tenants", tenant.TenantID}, {"/tenants/" + active, `<dd id="ou">` + emulator.OUProduction + `</dd>`}, {"/previews", "Previews"},
 			{"/rollouts", "Rollouts"}, {"/isolation", active},
 		} {
 			resp, body := get(p.path, cookie)

@@ -139,6 +139,9 @@ const MaxKeptPayload = 256 << 10
 // environment (its processes killed); the next invocation gets a new one.
 type Function struct {
 	Config FunctionConfig
+	// Package is the Go package its bootstrap was built from:
+	// "./lambdas/<name>", or a stand-in of Options.Code.
+	Package string
 
 	h     *Harness
 	creds aws.Credentials

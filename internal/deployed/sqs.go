@@ -27,9 +27,14 @@ type QueueStats struct {
 	// queue); Failed those left for redelivery (the whole batch when the
 	// invocation failed or timed out, the reported items otherwise).
 	Deleted, Failed int64
-	// Exhausted counts failures on a message's last allowed receive
-	// (maxReceiveCount of the queue's redrive policy): SQS moves it to the
-	// dead-letter queue instead of delivering it again. DeadLettered
+	// Undeleted counts messages the function handled whose deletion SQS
+	// refused (the role lacks sqs:DeleteMessage): they come back when
+	// their visibility timeout passes, as they would in AWS.
+	Undeleted int64
+	// Exhausted counts messages left in the queue (failed or undeleted)
+	// on their last allowed receive (maxReceiveCount of the queue's
+	// redrive policy): SQS moves them to the dead-letter queue instead of
+	// delivering them again. DeadLettered
 	// counts those the harness then saw arrive there.
 	Exhausted, DeadLettered int64
 }
@@ -107,12 +112,12 @@ func (h *Harness) readEventSources(ctx context.Context, l *lambda.Client, admin 
 			if m.ScalingConfig != nil && m.ScalingConfig.MaximumConcurrency != nil {
 				es.pollers = min(es.pollers, int(*m.ScalingConfig.MaximumConcurrency))
 			}
-			if err := es.readQueue(ctx); err != nil {
-				return nil, err
-			}
 			role := h.cfg.Copy()
 			role.Credentials = credentials.NewStaticCredentialsProvider(fn.creds.AccessKeyID, fn.creds.SecretAccessKey, fn.creds.SessionToken)
 			es.sqs = sqs.NewFromConfig(role)
+			if err := es.readQueue(ctx); err != nil {
+				return nil, err
+			}
 			out = append(out, es)
 		}
 	}
@@ -120,6 +125,9 @@ func (h *Harness) readEventSources(ctx context.Context, l *lambda.Client, admin 
 }
 
 // readQueue reads the queue's URL, visibility timeout and redrive policy.
+// The attributes are read with the function's role, as Lambda reads them
+// (a role without sqs:GetQueueAttributes cannot have the mapping); the
+// URLs, which Lambda does not need, with the harness's own credentials.
 func (es *eventSource) readQueue(ctx context.Context) error {
 	parts := strings.Split(es.queueARN, ":")
 	name, owner := parts[len(parts)-1], parts[len(parts)-2]
@@ -128,10 +136,10 @@ func (es *eventSource) readQueue(ctx context.Context) error {
 		return fmt.Errorf("queue %s: %w", es.queueARN, err)
 	}
 	es.queueURL = aws.ToString(u.QueueUrl)
-	attrs, err := es.admin.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: u.QueueUrl,
+	attrs, err := es.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: u.QueueUrl,
 		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameVisibilityTimeout, sqstypes.QueueAttributeNameRedrivePolicy}})
 	if err != nil {
-		return fmt.Errorf("attributes of queue %s: %w", name, err)
+		return fmt.Errorf("attributes of queue %s, read with the role of %s: %w", name, es.fn.Config.Name, err)
 	}
 	vt, _ := strconv.Atoi(attrs.Attributes[string(sqstypes.QueueAttributeNameVisibilityTimeout)])
 	es.visibility = time.Duration(vt) * time.Second
@@ -272,15 +280,18 @@ func (es *eventSource) deliver(ctx context.Context, msgs []sqstypes.Message) {
 			done = append(done, m)
 		}
 	}
-	if err := es.delete(ctx, done); err != nil {
+	deleted, err := es.delete(ctx, done)
+	if err != nil {
 		es.fn.logs.note("harness: delete handled messages: %v", err)
 	}
 	var exhausted int
 	es.mu.Lock()
 	for _, m := range msgs {
-		if !failed[aws.ToString(m.MessageId)] {
+		if deleted[aws.ToString(m.MessageId)] {
 			continue
 		}
+		// A failed message, or a handled one SQS did not delete: it comes
+		// back when its visibility timeout passes on the harness clock.
 		n, _ := strconv.Atoi(m.Attributes[string(sqstypes.MessageSystemAttributeNameApproximateReceiveCount)])
 		if es.maxReceive > 0 && n >= es.maxReceive {
 			exhausted++
@@ -291,7 +302,8 @@ func (es *eventSource) deliver(ctx context.Context, msgs []sqstypes.Message) {
 	es.mu.Unlock()
 	es.h.count(func(s *Stats) {
 		q := s.Queues[es.queueARN]
-		q.Deleted += int64(len(done))
+		q.Deleted += int64(len(deleted))
+		q.Undeleted += int64(len(done) - len(deleted))
 		q.Failed += int64(len(msgs) - len(done))
 		q.Exhausted += int64(exhausted)
 		s.Queues[es.queueARN] = q
@@ -360,7 +372,10 @@ func (es *eventSource) failures(msgs []sqstypes.Message, res *Result) map[string
 	return failed
 }
 
-func (es *eventSource) delete(ctx context.Context, msgs []sqstypes.Message) error {
+// delete deletes msgs from the queue with the function's role, as
+// Lambda's poller does, and returns the ids of the messages SQS deleted.
+func (es *eventSource) delete(ctx context.Context, msgs []sqstypes.Message) (map[string]bool, error) {
+	deleted := map[string]bool{}
 	for chunk := range slices.Chunk(msgs, 10) {
 		in := &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(es.queueURL)}
 		for i, m := range chunk {
@@ -368,13 +383,18 @@ func (es *eventSource) delete(ctx context.Context, msgs []sqstypes.Message) erro
 		}
 		out, err := es.sqs.DeleteMessageBatch(ctx, in)
 		if err != nil {
-			return err
+			return deleted, err
+		}
+		for _, ok := range out.Successful {
+			if i, err := strconv.Atoi(aws.ToString(ok.Id)); err == nil && i < len(chunk) {
+				deleted[aws.ToString(chunk[i].MessageId)] = true
+			}
 		}
 		if len(out.Failed) > 0 {
-			return fmt.Errorf("%d of %d deletions failed: %s", len(out.Failed), len(chunk), aws.ToString(out.Failed[0].Message))
+			return deleted, fmt.Errorf("%d of %d deletions failed: %s", len(out.Failed), len(chunk), aws.ToString(out.Failed[0].Message))
 		}
 	}
-	return nil
+	return deleted, nil
 }
 
 // keepTime makes failed messages visible again when their visibility

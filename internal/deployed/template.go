@@ -3,6 +3,7 @@ package deployed
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 )
 
@@ -88,11 +89,9 @@ func (t *Template) RemoveGrant(name, action string) error {
 	if err != nil {
 		return err
 	}
-	var role struct {
-		GetAtt []string `json:"Fn::GetAtt"`
-	}
-	if b, err := json.Marshal(props["Role"]); err != nil || json.Unmarshal(b, &role) != nil || len(role.GetAtt) != 2 {
-		return fmt.Errorf("function %s: its role %v is not a role of the template", name, props["Role"])
+	roleID, err := roleOf(props)
+	if err != nil {
+		return fmt.Errorf("function %s: %w", name, err)
 	}
 	removed := 0
 	for _, r := range t.Resources() {
@@ -100,7 +99,7 @@ func (t *Template) RemoveGrant(name, action string) error {
 			continue
 		}
 		p, _ := r["Properties"].(map[string]any)
-		if !refersTo(p["Roles"], role.GetAtt[0]) {
+		if !refersTo(p["Roles"], roleID) {
 			continue
 		}
 		doc, _ := p["PolicyDocument"].(map[string]any)
@@ -125,6 +124,34 @@ func (t *Template) RemoveGrant(name, action string) error {
 		return fmt.Errorf("no policy of function %s's role grants %s", name, action)
 	}
 	return nil
+}
+
+// AddGrant adds a statement allowing action on resource (a string or an
+// intrinsic function, as a template writes it) to the first policy
+// attached to the execution role of the function named name: a test
+// grants more than the function needs and sees the grants check say so.
+func (t *Template) AddGrant(name, action string, resource any) error {
+	_, props, err := t.function(name)
+	if err != nil {
+		return err
+	}
+	roleID, err := roleOf(props)
+	if err != nil {
+		return fmt.Errorf("function %s: %w", name, err)
+	}
+	resources := t.Resources()
+	for _, id := range slices.Sorted(maps.Keys(resources)) {
+		r := resources[id]
+		p, _ := r["Properties"].(map[string]any)
+		if r["Type"] != "AWS::IAM::Policy" || !refersTo(p["Roles"], roleID) {
+			continue
+		}
+		doc, _ := p["PolicyDocument"].(map[string]any)
+		stmts, _ := doc["Statement"].([]any)
+		doc["Statement"] = append(stmts, map[string]any{"Sid": "Added", "Effect": "Allow", "Action": action, "Resource": resource})
+		return nil
+	}
+	return fmt.Errorf("no policy is attached to function %s's role %s", name, roleID)
 }
 
 // refersTo reports whether v (a list of {"Ref": id}) names id.

@@ -20,6 +20,7 @@ import (
 	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/organizations"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
@@ -543,5 +544,225 @@ func TestQueueLeftToItsConsumer(t *testing.T) {
 	}
 	if len(out.Messages) != 1 || out.Messages[0].Attributes["ApproximateReceiveCount"] != "1" {
 		t.Fatalf("received %+v, want the message on its first receive", out.Messages)
+	}
+}
+
+// TestQueueBatchesAuthorizedAsSingleCalls checks patch 17: under
+// enforcement, a role granted sqs:SendMessage, sqs:DeleteMessage and
+// sqs:ChangeMessageVisibility on its queue may make the batch forms of
+// those calls (there are no batch actions in IAM), and is refused them on
+// another queue.
+func TestQueueBatchesAuthorizedAsSingleCalls(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	o := emu.ResetT(t)
+	cfg, err := o.Config(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := sqs.NewFromConfig(cfg)
+	urls := map[string]string{}
+	for _, name := range []string{"queue-a", "queue-b"} {
+		out, err := admin.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		urls[name] = aws.ToString(out.QueueUrl)
+	}
+	role := narrowRole(t, ctx, o, "consumer", fmt.Sprintf(`{"Version":"2012-10-17","Statement":[
+{"Effect":"Allow","Action":["sqs:SendMessage","sqs:ReceiveMessage","sqs:DeleteMessage","sqs:ChangeMessageVisibility"],"Resource":"arn:aws:sqs:%s:%s:queue-a"}]}`,
+		o.Region, o.ManagementAccountID))
+	if err := emu.EnforceIAM(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := emu.RelaxIAM(context.WithoutCancel(ctx)); err != nil {
+			t.Error(err)
+		}
+	}()
+	q := sqs.NewFromConfig(role)
+	// receipts sends two messages to queue with the batch call (the
+	// role's own to queue-a, the management user's to the other) and
+	// receives them as the management user.
+	receipts := func(t *testing.T, queue string) []string {
+		t.Helper()
+		sender := q
+		if queue != "queue-a" {
+			sender = admin
+		}
+		if _, err := sender.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(urls[queue]), Entries: []sqstypes.SendMessageBatchRequestEntry{
+			{Id: aws.String("1"), MessageBody: aws.String("one")}, {Id: aws.String("2"), MessageBody: aws.String("two")}}}); err != nil {
+			t.Fatal(err)
+		}
+		out, err := admin.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(urls[queue]), MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
+		if err != nil || len(out.Messages) != 2 {
+			t.Fatalf("received %d messages, %v", len(out.Messages), err)
+		}
+		return []string{aws.ToString(out.Messages[0].ReceiptHandle), aws.ToString(out.Messages[1].ReceiptHandle)}
+	}
+	del := func(queue string, rs []string) error {
+		in := &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(urls[queue])}
+		for i, r := range rs {
+			in.Entries = append(in.Entries, sqstypes.DeleteMessageBatchRequestEntry{Id: aws.String(fmt.Sprint(i)), ReceiptHandle: aws.String(r)})
+		}
+		out, err := q.DeleteMessageBatch(ctx, in)
+		if err == nil && len(out.Failed) > 0 {
+			err = fmt.Errorf("%d deletions failed: %s", len(out.Failed), aws.ToString(out.Failed[0].Message))
+		}
+		return err
+	}
+	hide := func(queue string, rs []string) error {
+		in := &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(urls[queue])}
+		for i, r := range rs {
+			in.Entries = append(in.Entries, sqstypes.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(fmt.Sprint(i)), ReceiptHandle: aws.String(r), VisibilityTimeout: 60})
+		}
+		out, err := q.ChangeMessageVisibilityBatch(ctx, in)
+		if err == nil && len(out.Failed) > 0 {
+			err = fmt.Errorf("%d changes failed: %s", len(out.Failed), aws.ToString(out.Failed[0].Message))
+		}
+		return err
+	}
+	for _, c := range []struct {
+		name, queue string
+		call        func(string, []string) error
+		allowed     bool
+	}{
+		{"its queue: visibility", "queue-a", hide, true},
+		{"its queue: deletion", "queue-a", del, true},
+		{"another queue: visibility", "queue-b", hide, false},
+		{"another queue: deletion", "queue-b", del, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			err := c.call(c.queue, receipts(t, c.queue))
+			switch {
+			case c.allowed && err != nil:
+				t.Errorf("refused: %v", err)
+			case !c.allowed && !awsx.IsAccessDenied(err):
+				t.Errorf("got %v, want AccessDenied", err)
+			}
+		})
+	}
+	t.Run("another queue: sending", func(t *testing.T) {
+		_, err := q.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(urls["queue-b"]),
+			Entries: []sqstypes.SendMessageBatchRequestEntry{{Id: aws.String("1"), MessageBody: aws.String("one")}}})
+		if !awsx.IsAccessDenied(err) {
+			t.Errorf("got %v, want AccessDenied", err)
+		}
+	})
+}
+
+// TestForwardedCallsUnderEnforcement: a call the proxy forwards itself
+// (CreateAccount, at once or replayed when its delay is over) keeps the
+// host its signature covers, so under IAM enforcement the management
+// user's creation succeeds, and a role without organizations:CreateAccount
+// is refused for want of the grant, not for a signature. (A delayed
+// creation is answered IN_PROGRESS by the proxy before moto judges it:
+// the refusal would come as the request's failure, not at once.)
+func TestForwardedCallsUnderEnforcement(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	o := emu.ResetT(t)
+	role := narrowRole(t, ctx, o, "reader", `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"organizations:ListAccounts","Resource":"*"}]}`)
+	if err := emu.LockIAM(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := emu.UnlockIAM(context.WithoutCancel(ctx)); err != nil {
+			t.Error(err)
+		}
+	}()
+	if _, err := o.NewAccount(ctx, "now"); err != nil {
+		t.Errorf("create an account at once: %v", err)
+	}
+	_, err := organizations.NewFromConfig(role).CreateAccount(ctx, &organizations.CreateAccountInput{AccountName: aws.String("refused"), Email: aws.String("refused@accounts.example.com")})
+	if !awsx.IsAccessDenied(err) {
+		t.Errorf("a role without the grant: %v, want AccessDenied", err)
+	}
+	emu.Proxy.Configure(Faults{CreateAccountDelay: 100 * time.Millisecond})
+	if _, err := o.NewAccount(ctx, "later"); err != nil {
+		t.Errorf("create an account after a delay: %v", err)
+	}
+}
+
+// TestIndexQueriesAuthorizedOnTheIndex checks patch 6 for indexes: a
+// Query or Scan of a global secondary index is authorized on the index's
+// ARN, as in AWS, so a role granted the table alone is refused its
+// indexes and a role granted the indexes alone is refused the table.
+func TestIndexQueriesAuthorizedOnTheIndex(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	o := emu.ResetT(t)
+	cfg, err := o.Config(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dynamodb.NewFromConfig(cfg).CreateTable(ctx, &dynamodb.CreateTableInput{
+		TableName: aws.String("reg"),
+		AttributeDefinitions: []ddbtypes.AttributeDefinition{
+			{AttributeName: aws.String("pk"), AttributeType: ddbtypes.ScalarAttributeTypeS},
+			{AttributeName: aws.String("state"), AttributeType: ddbtypes.ScalarAttributeTypeS},
+		},
+		KeySchema: []ddbtypes.KeySchemaElement{{AttributeName: aws.String("pk"), KeyType: ddbtypes.KeyTypeHash}},
+		GlobalSecondaryIndexes: []ddbtypes.GlobalSecondaryIndex{{IndexName: aws.String("by-state"),
+			KeySchema:  []ddbtypes.KeySchemaElement{{AttributeName: aws.String("state"), KeyType: ddbtypes.KeyTypeHash}},
+			Projection: &ddbtypes.Projection{ProjectionType: ddbtypes.ProjectionTypeAll}}},
+		BillingMode: ddbtypes.BillingModePayPerRequest,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	table := fmt.Sprintf("arn:aws:dynamodb:%s:%s:table/reg", o.Region, o.ManagementAccountID)
+	tableOnly := narrowRole(t, ctx, o, "table-only", `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["dynamodb:Query","dynamodb:Scan"],"Resource":"`+table+`"}]}`)
+	indexOnly := narrowRole(t, ctx, o, "index-only", `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["dynamodb:Query","dynamodb:Scan"],"Resource":"`+table+`/index/*"}]}`)
+	if err := emu.EnforceIAM(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := emu.RelaxIAM(context.WithoutCancel(ctx)); err != nil {
+			t.Error(err)
+		}
+	}()
+	query := func(role aws.Config, index string) func() error {
+		return func() error {
+			in := &dynamodb.QueryInput{TableName: aws.String("reg"), KeyConditionExpression: aws.String("pk = :v"),
+				ExpressionAttributeValues: map[string]ddbtypes.AttributeValue{":v": &ddbtypes.AttributeValueMemberS{Value: "x"}}}
+			if index != "" {
+				in.IndexName, in.KeyConditionExpression = aws.String(index), aws.String("#s = :v")
+				in.ExpressionAttributeNames = map[string]string{"#s": "state"}
+			}
+			_, err := dynamodb.NewFromConfig(role).Query(ctx, in)
+			return err
+		}
+	}
+	scan := func(role aws.Config, index string) func() error {
+		return func() error {
+			in := &dynamodb.ScanInput{TableName: aws.String("reg")}
+			if index != "" {
+				in.IndexName = aws.String(index)
+			}
+			_, err := dynamodb.NewFromConfig(role).Scan(ctx, in)
+			return err
+		}
+	}
+	for _, c := range []struct {
+		name    string
+		call    func() error
+		allowed bool
+	}{
+		{"table grant: query the table", query(tableOnly, ""), true},
+		{"table grant: query an index", query(tableOnly, "by-state"), false},
+		{"table grant: scan an index", scan(tableOnly, "by-state"), false},
+		{"index grant: query an index", query(indexOnly, "by-state"), true},
+		{"index grant: scan an index", scan(indexOnly, "by-state"), true},
+		{"index grant: query the table", query(indexOnly, ""), false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			err := c.call()
+			switch {
+			case c.allowed && err != nil:
+				t.Errorf("refused: %v", err)
+			case !c.allowed && !awsx.IsAccessDenied(err):
+				t.Errorf("got %v, want AccessDenied", err)
+			}
+		})
 	}
 }

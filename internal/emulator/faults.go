@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/silo-saas/silo/internal/awsx"
+	"github.com/silo-saas/silo/internal/grants"
 )
 
 // Faults says how the Proxy departs from moto to behave like AWS. The zero
@@ -114,6 +115,10 @@ type Stats struct {
 	// Denied counts, the same way, the requests the emulator refused for
 	// want of a permission (AccessDenied under IAM enforcement).
 	Denied map[string]map[string]int64
+	// Accesses counts, per caller, the IAM authorizations its requests
+	// needed (an action on a resource, see access.go), refused or not:
+	// what the caller's policy must grant for its calls to pass in AWS.
+	Accesses map[string]map[grants.Access]int64
 }
 
 // Total returns the number of requests of every operation.
@@ -132,11 +137,12 @@ func (s Stats) clone() Stats {
 	s.CreateFailures = maps.Clone(s.CreateFailures)
 	s.Callers = cloneNested(s.Callers)
 	s.Denied = cloneNested(s.Denied)
+	s.Accesses = cloneNested(s.Accesses)
 	return s
 }
 
-func cloneNested(m map[string]map[string]int64) map[string]map[string]int64 {
-	out := make(map[string]map[string]int64, len(m))
+func cloneNested[K comparable](m map[string]map[K]int64) map[string]map[K]int64 {
+	out := make(map[string]map[K]int64, len(m))
 	for k, v := range m {
 		out[k] = maps.Clone(v)
 	}
@@ -146,7 +152,7 @@ func cloneNested(m map[string]map[string]int64) map[string]map[string]int64 {
 func newStats() Stats {
 	return Stats{
 		Calls: map[string]int64{}, Throttled: map[string]int64{}, Latency: map[string]time.Duration{}, CreateFailures: map[string]int64{},
-		Callers: map[string]map[string]int64{}, Denied: map[string]map[string]int64{},
+		Callers: map[string]map[string]int64{}, Denied: map[string]map[string]int64{}, Accesses: map[string]map[grants.Access]int64{},
 	}
 }
 

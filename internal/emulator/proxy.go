@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/silo-saas/silo/internal/awsx"
+	"github.com/silo-saas/silo/internal/grants"
 )
 
 // Proxy sits in front of moto and makes it behave like AWS where moto does
@@ -250,9 +251,9 @@ func accessKey(r *http.Request) string {
 	return id
 }
 
-func bump(m map[string]map[string]int64, caller, key string) {
+func bump[K comparable](m map[string]map[K]int64, caller string, key K) {
 	if m[caller] == nil {
-		m[caller] = map[string]int64{}
+		m[caller] = map[K]int64{}
 	}
 	m[caller][key]++
 }
@@ -406,6 +407,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	key := c.op.String()
 	caller := accessKey(r)
+	var needs []grants.Access
+	if caller != "" {
+		needs = accesses(c, r)
+	}
 
 	p.mu.Lock()
 	p.seq++
@@ -413,6 +418,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.stats.Calls[key]++
 	if caller != "" {
 		bump(p.stats.Callers, caller, key)
+		for _, a := range needs {
+			bump(p.stats.Accesses, caller, a)
+		}
 	}
 	f, hook := p.faults, p.hook
 	p.mu.Unlock()
@@ -506,13 +514,19 @@ var dynamoWrites = map[string]bool{
 // forward sends a request built from r (same method, path, headers) with
 // body to moto and returns moto's answer, read in full. The proxy uses it
 // for the calls whose answers it inspects or rewrites, and to replay a
-// CreateAccount when its delay is over.
-func (p *Proxy) forward(ctx context.Context, method, uri string, header http.Header, body []byte) (*response, error) {
+// CreateAccount when its delay is over. The request keeps the Host it was
+// sent to (the proxy's), which its signature covers: under IAM
+// enforcement moto checks the signature, and a request sent on with
+// moto's own host answered SignatureDoesNotMatch.
+func (p *Proxy) forward(ctx context.Context, method, host, uri string, header http.Header, body []byte) (*response, error) {
 	u := *p.target
 	u.Path, u.RawQuery = "", ""
 	req, err := http.NewRequestWithContext(ctx, method, u.String()+uri, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
+	}
+	if host != "" {
+		req.Host = host
 	}
 	for k, v := range header {
 		switch http.CanonicalHeaderKey(k) {
@@ -555,7 +569,7 @@ func (r *response) write(w http.ResponseWriter) {
 // forwardCall forwards the request as it came (with a possibly changed
 // body).
 func (p *Proxy) forwardCall(r *http.Request, body []byte) (*response, error) {
-	return p.forward(r.Context(), r.Method, r.URL.RequestURI(), r.Header, body)
+	return p.forward(r.Context(), r.Method, r.Host, r.URL.RequestURI(), r.Header, body)
 }
 
 func dropConnection(w http.ResponseWriter) {

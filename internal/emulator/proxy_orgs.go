@@ -49,9 +49,9 @@ type createRequest struct {
 	due       time.Time
 	failure   string // FailureReason it will end with; "" to succeed
 	// The original request, replayed to moto when due.
-	uri    string
-	header http.Header
-	body   []byte
+	host, uri string
+	header    http.Header
+	body      []byte
 
 	// Guarded by Proxy.mu.
 	state     string
@@ -121,7 +121,7 @@ func (p *Proxy) createAccountLater(w http.ResponseWriter, r *http.Request, c *ca
 	now := time.Now()
 	cr := &createRequest{
 		name: in.AccountName, requested: now, due: now.Add(f.CreateAccountDelay), state: stateInProgress,
-		uri: r.URL.RequestURI(), header: r.Header.Clone(), body: c.body,
+		host: r.Host, uri: r.URL.RequestURI(), header: r.Header.Clone(), body: c.body,
 	}
 	if f.CreateAccountFailure != nil {
 		cr.failure = f.CreateAccountFailure(in.Email, in.AccountName)
@@ -186,7 +186,7 @@ func (p *Proxy) complete(ctx context.Context, cr *createRequest) {
 		p.settle(cr, stateFailed, "", cr.failure, "")
 		return
 	}
-	resp, err := p.forward(ctx, http.MethodPost, cr.uri, cr.header, cr.body)
+	resp, err := p.forward(ctx, http.MethodPost, cr.host, cr.uri, cr.header, cr.body)
 	if err != nil {
 		return // still IN_PROGRESS; the timer or the next observer tries again
 	}

@@ -40,7 +40,9 @@
 #    whose policy names its own table is refused its own table, and a
 #    refusal of another tenant's table proves nothing. The patch names the
 #    real ARN (the table, secret or key of the request, in the account the
-#    request names or else the caller's).
+#    request names or else the caller's; for a Query or Scan of an index,
+#    the index's ARN, table/NAME/index/INDEX, which is what AWS authorizes
+#    it on: a grant on the table alone does not reach its indexes).
 # 7. moto answers every refusal in one XML shape, also to JSON services
 #    (DynamoDB, KMS, Secrets Manager, Organizations), whose SDKs cannot
 #    decode it (the Go SDK reports a deserialization error, not
@@ -89,7 +91,7 @@
 #    failing with AlreadyExistsException. Checked through the Go SDK by
 #    internal/emulator's stackfail_test.go.
 #
-# Patches 11-16 let the control-plane stack (cdk/controlplane) run as it is
+# Patches 11-17 let the control-plane stack (cdk/controlplane) run as it is
 # deployed, under the deployed-mode harness (internal/deployed), with IAM
 # enforcement on. Each is checked through the Go SDK by internal/emulator's
 # deployed_test.go.
@@ -135,6 +137,15 @@
 #    its second receive (ApproximateReceiveCount 2) and one receive closer
 #    to the dead-letter queue. The deployed-mode harness is the event
 #    source mapping here, as Lambda is in AWS; the patch stops moto's.
+# 17. SQS has no IAM action for its batch calls: SendMessageBatch,
+#    DeleteMessageBatch and ChangeMessageVisibilityBatch are allowed by
+#    sqs:SendMessage, sqs:DeleteMessage and sqs:ChangeMessageVisibility
+#    ("Amazon SQS API permissions: Actions and resource reference"). moto
+#    checked sqs:DeleteMessageBatch, which no policy grants, so the event
+#    source mapping's deletions of handled messages (made with the
+#    function's role, granted sqs:DeleteMessage by the stack) were refused
+#    and every handled message came back. The patch checks the single
+#    action.
 import copy as _copy
 import sys as _sys
 import threading as _threading
@@ -393,9 +404,12 @@ def _install_real_resource_arns():
         name = _param(self, "TableName")
         if not name:
             return "*"
-        if name.startswith("arn:"):
-            return name
-        return "arn:%s:dynamodb:%s:%s:table/%s" % (_partition(self.region), self.region, self.current_account, name)
+        arn = name if name.startswith("arn:") else "arn:%s:dynamodb:%s:%s:table/%s" % (
+            _partition(self.region), self.region, self.current_account, name)
+        index = _param(self, "IndexName")
+        if index and self._get_action() in ("Query", "Scan"):
+            arn += "/index/" + index
+        return arn
 
     def kms_resource(self):
         key = _param(self, "KeyId")
@@ -1026,6 +1040,36 @@ def _install_no_queue_delivery():
     Queue.add_message = add_message
 
 
+def _install_sqs_batch_actions():
+    try:
+        from moto.sqs.responses import SQSResponse
+    except Exception as exc:
+        _sys.stderr.write("silo: moto queue batch action patch not installed: %r\n" % (exc,))
+        return
+    single = {
+        "SendMessageBatch": "SendMessage",
+        "DeleteMessageBatch": "DeleteMessage",
+        "ChangeMessageVisibilityBatch": "ChangeMessageVisibility",
+    }
+    original_action = SQSResponse._get_action
+    original_authorize = SQSResponse._authenticate_and_authorize_normal_action
+
+    def _get_action(self):
+        # Only while the request is authorized: moto dispatches on the
+        # real action.
+        return getattr(self, "_silo_action", None) or original_action(self)
+
+    def authorize(self, resource="*"):
+        self._silo_action = single.get(original_action(self))
+        try:
+            return original_authorize(self, resource)
+        finally:
+            self._silo_action = None
+
+    SQSResponse._get_action = _get_action
+    SQSResponse._authenticate_and_authorize_normal_action = authorize
+
+
 def _run(*patches):
     # One broken patch must not keep the others out.
     out = []
@@ -1042,5 +1086,5 @@ _installed = _run(
     _install_update_keeps_resources, _install_real_resource_arns, _install_json_access_denied,
     _install_member_role_admin, _install_bucket_public_access_block, _install_failed_stack_instances,
     _install_event_bus_ref, _install_api_stages, _install_named_resources, _install_signed_body,
-    _install_transaction_actions, _install_no_queue_delivery,
+    _install_transaction_actions, _install_no_queue_delivery, _install_sqs_batch_actions,
 )
